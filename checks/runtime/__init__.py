@@ -1,0 +1,1 @@
+"""Process runtime helpers shared by the agent and the collector daemons (systemd notify, structured logs)."""

@@ -1,0 +1,5 @@
+"""`python -m infrawatch` runs the CLI."""
+
+from infrawatch.cli import main
+
+raise SystemExit(main())
