@@ -60,7 +60,7 @@ def load_check_class(type_name: str, path: str = "type") -> type["Check[Any]"]:
     return getattr(mod, cls_name)
 
 
-def build_check(raw: Any, path: str = "") -> "Check[Any]":
+def build_check(raw: Any, path: str = "", *, state_dir: str | None = None) -> "Check[Any]":
     """Validate one check's raw config mapping (with `type:`) and construct the check."""
     if not isinstance(raw, dict):
         raise ConfigError(path, "a check must be a mapping with at least a `type:` key")
@@ -73,7 +73,7 @@ def build_check(raw: Any, path: str = "") -> "Check[Any]":
     except MissingExtra as e:
         raise ConfigError(tpath, str(e)) from None
     cfg = from_dict(cls.Config, raw, path)
-    return cls(cfg)
+    return cls(cfg, state_dir=state_dir)
 
 
 def require(module: str, extra: str, check_type: str) -> Any:

@@ -71,8 +71,11 @@ class Check(Generic[C]):
     #: name of the pip extra that provides this check's optional library, if any
     EXTRA: ClassVar[str | None] = None
 
-    def __init__(self, config: C) -> None:
+    def __init__(self, config: C, *, state_dir: str | None = None) -> None:
         self.config = config
+        #: a private directory for state kept across runs and restarts (file positions, ...);
+        #: None when run without one (`infrawatch check`): keep state in memory then.
+        self.state_dir = state_dir
 
     @property
     def name(self) -> str:
