@@ -28,6 +28,9 @@ AGENT_METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("agent.check.errors_total", "count", "counter", "check runs that raised or timed out", ("check", "type")),
     MetricSpec("agent.process.cpu_seconds_total", "seconds", "counter", "CPU seconds used by the agent process"),
     MetricSpec("agent.process.rss_bytes", "bytes", "gauge", "resident memory of the agent process"),
+    MetricSpec("agent.ship.rejected_readings_total", "count", "counter", "readings dropped because the collector refused their batch for good (HTTP 400-class)"),
+    MetricSpec("agent.check.skipped_total", "count", "counter", "check runs skipped because the previous run overran its interval", ("check", "type")),
+    MetricSpec("agent.readings.invalid_total", "count", "counter", "readings dropped before buffering because they break the wire format", ("source",)),
 )
 
 EXTRA_METRICS: list[MetricSpec] = []

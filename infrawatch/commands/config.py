@@ -1,15 +1,66 @@
-"""`infrawatch config`: placeholder until its implementation lands."""
+"""`infrawatch config validate FILE`: validate an agent, collector or alert-rules config file."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Any
 
-HELP = "(not implemented yet)"
+HELP = "configuration tools: `config validate FILE [--kind agent|collector|rules]`"
+
+AGENT_KEYS = {"collector", "checks", "host", "state_dir", "buffer", "ship", "local_ingest", "self_metrics_interval"}
+COLLECTOR_KEYS = {"listen", "data_dir", "agents", "read_tokens", "store", "sinks", "alerting", "exceptions", "public_url"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    pass
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    v = sub.add_parser("validate", help="validate a config file; exit 0 when valid, 2 with a message naming file, key and line")
+    v.add_argument("files", metavar="FILE", nargs="+")
+    v.add_argument("--kind", choices=("auto", "agent", "collector", "rules"), default="auto")
+
+
+def detect_kind(data: Any) -> str:
+    if isinstance(data, dict):
+        keys = set(data)
+        if "rules" in keys and not keys & (AGENT_KEYS | COLLECTOR_KEYS):
+            return "rules"
+        if keys & COLLECTOR_KEYS and not keys & {"checks", "collector"}:
+            return "collector"
+    return "agent"
+
+
+def validate_file(path: str, kind: str = "auto") -> str:
+    """Validate one file; returns the kind it was validated as. Raises ConfigError."""
+    from checks.config import load_yaml_file
+
+    data, _lines = load_yaml_file(path)
+    if kind == "auto":
+        kind = detect_kind(data)
+    if kind == "agent":
+        from agent.config import load_agent_config
+
+        load_agent_config(path)
+    elif kind == "collector":
+        from collector.config import load_collector_config
+
+        load_collector_config(path)
+    else:
+        from alerting.config import load_rules_file
+
+        load_rules_file(path)
+    return kind
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("infrawatch config: not implemented yet")
+    from checks.config import ConfigError
+
+    rc = 0
+    for f in args.files:
+        try:
+            kind = validate_file(f, args.kind)
+        except ConfigError as e:
+            print(f"invalid: {e}", file=sys.stderr)
+            rc = 2
+            continue
+        print(f"ok: {f} (valid {kind} config)")
+    return rc
