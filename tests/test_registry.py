@@ -27,7 +27,7 @@ def test_check_type_complete(type_name: str) -> None:
     # one test file per check type: tests/checks/test_<type>.py, or for a check living in a package
     # (checks.system.cpu), one per package module: tests/checks/test_system_<module>.py
     module = CHECKS[type_name].split(":")[0]
-    candidates = [ROOT / "tests" / "checks" / f"test_{type_name}.py"]
+    candidates = [ROOT / "tests" / "checks" / f"test_{type_name}.py", ROOT / "tests" / "checks" / f"test_system_{type_name}.py"]
     if module.count(".") == 2:
         _, pkg, leaf = module.split(".")
         candidates.append(ROOT / "tests" / "checks" / f"test_{pkg}_{leaf}.py")
