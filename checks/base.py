@@ -33,7 +33,8 @@ class CheckConfig:
     interval: Duration = 10.0
     #: defaults to min(interval * 0.8, 30s)
     timeout: Duration | None = None
-    #: random delay added to each run, up to this; defaults to 10% of the interval (max 5s)
+    #: random delay before the first run, up to this (spreads checks and agents apart; later runs keep the
+    #: interval cadence); defaults to 10% of the interval (max 5s)
     jitter: Duration | None = None
     #: extra tags added to every reading of this check
     tags: dict[str, str] = field(default_factory=dict)
