@@ -1,0 +1,1 @@
+"""infrawatch collector: ingest API, embedded store, sinks, query API and extensions."""
