@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "up": "infrawatch.commands.up",
     "check": "infrawatch.commands.check",
     "config": "infrawatch.commands.config",
+    "top": "infrawatch.commands.top",
 }
 
 
