@@ -61,7 +61,12 @@ class ConfigError(ValueError):
         return f"{where}{key}{self.message}"
 
     def located(self, file: str | None, lines: Mapping[str, int] | None) -> "ConfigError":
-        """Return a copy that names the file and the line of the offending key (or its nearest parent)."""
+        """Return a copy that names the file and the line of the offending key (or its nearest parent).
+
+        An error that already names another file (an included rule file, say) keeps its own file and line.
+        """
+        if self.file and file and self.file != file:
+            return self
         line = self.line
         if lines is not None and line is None:
             p = self.path
@@ -70,7 +75,7 @@ class ConfigError(ValueError):
                     line = lines[p]
                     break
                 p = _parent_path(p)
-        return ConfigError(self.path, self.message, file=file or self.file, line=line)
+        return ConfigError(self.path, self.message, file=self.file or file, line=line)
 
 
 def _parent_path(p: str) -> str:

@@ -16,6 +16,10 @@ COMMANDS: dict[str, str] = {
     "check": "infrawatch.commands.check",
     "config": "infrawatch.commands.config",
     "top": "infrawatch.commands.top",
+    "alerts": "infrawatch.commands.alerts",
+    "ack": "infrawatch.commands.ack",
+    "silence": "infrawatch.commands.silence",
+    "notify": "infrawatch.commands.notify",
 }
 
 
