@@ -7,6 +7,8 @@ events go into a bounded in-memory queue (drops counted) that a daemon thread sh
     iw.init(service="shop", modules={"payment": {"url_prefixes": ["/pay"], "packages": ["shop.payment"]}})
     app.wsgi_app = iw.WSGIMiddleware(app.wsgi_app)      # or iw.ASGIMiddleware(asgi_app)
     conn = iw.wrap_dbapi(psycopg.connect(dsn), db="postgresql")
+
+Usage for each framework, what is sent and the guarantees: docs/sdk.md.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from infrawatch_sdk._client import (
     get_client,
     init,
     install_excepthook,
+    module,
     record_request,
     record_sql,
     span,
@@ -40,6 +43,7 @@ __all__ = [
     "install_excepthook",
     "instrument_flask",
     "instrument_sqlalchemy",
+    "module",
     "record_request",
     "record_sql",
     "span",
@@ -48,8 +52,8 @@ __all__ = [
 ]
 
 
-def instrument_sqlalchemy(engine, db: str | None = None) -> None:  # noqa: ANN001
+def instrument_sqlalchemy(engine, db: str | None = None, client: Client | None = None) -> None:  # noqa: ANN001
     """Time every statement of a SQLAlchemy engine (engine events); imported lazily."""
     from infrawatch_sdk.sqlalchemy import instrument
 
-    instrument(engine, db=db)
+    instrument(engine, db=db, client=client)
