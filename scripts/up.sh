@@ -5,7 +5,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv || { echo "scripts/up.sh: python3 -m venv failed; on Debian/Ubuntu: apt-get install python3-venv" >&2; exit 2; }
+  if ! "$PY" -m venv .venv >/dev/null 2>&1; then
+    rm -rf .venv
+    SUDO=""; [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1 && SUDO=sudo
+    if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" = 0 ] || [ -n "$SUDO" ]; }; then
+      echo "==> installing python3-venv"
+      $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+      "$PY" -m venv .venv
+    else
+      echo "scripts/up.sh: '$PY -m venv' failed; install your distribution's python3-venv package" >&2; exit 2
+    fi
+  fi
 fi
-.venv/bin/python -m pip install -q -e . 
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e .
 exec .venv/bin/infrawatch up "$@"
