@@ -1,4 +1,10 @@
-"""Agent-side aggregation of application timings and exceptions per interval (bounded memory, exact counts)."""
+"""Agent-side aggregation of application timings and exceptions per interval (bounded memory, exact counts).
+
+Timings are summarised per interval (`flush`). Exceptions also have a fast lane (`flush_exceptions`, called
+by the local ingest about once a second): each group with new occurrences becomes one `app.exception` Event
+carrying the exact count since the previous flush; only the first event of a group per full interval carries
+the sample stack and frames, so a storm costs one event per group per fast flush and one stack per interval.
+"""
 
 from __future__ import annotations
 
@@ -95,6 +101,8 @@ class Aggregator:
         self._exc_cache: dict[tuple[Any, ...], str] = {}
         self.started = time.time()
         self._last_counters: tuple[dict[str, int], dict[str, int]] = ({}, {})
+        #: exception groups whose sample (stack, frames) already left in this interval
+        self._sampled: set[str] = set()
 
     # ------------------------------------------------------------ adding
 
@@ -281,18 +289,7 @@ class Aggregator:
                 data["endpoint"] = name
                 msg = f"{st.count} x {name}"
             out.append(Event(APP_PERF, now, msg, dict(tags), data))
-        for fp, ex in self.excs.items():
-            s = ex.sample
-            data = {
-                "fingerprint": fp,
-                "count": ex.count,
-                "first_ts": ex.first_ts,
-                "last_ts": ex.last_ts,
-                **s,
-            }
-            msg = f"{s['type']}: {s['message']}"[:2000]
-            tags = dict(ex.tags)
-            out.append(Event(APP_EXCEPTION, ex.last_ts, msg, tags, data))
+        out.extend(self._exception_events())
         snap = (dict(self.accepted), dict(self.dropped))
         if snap != self._last_counters:  # cumulative counters: shipped when they move
             self._last_counters = snap
@@ -301,8 +298,38 @@ class Aggregator:
             for reason, n in self.dropped.items():
                 out.append(Sample("app.ingest.dropped_total", float(n), now, {"reason": reason}))
         self.perf = {}
-        self.excs = {}
         self.started = now
+        self._sampled = set()
+        return out
+
+    def flush_exceptions(self) -> list[Reading]:
+        """The fast lane: one `app.exception` Event per group seen since the last flush (exact counts), then reset.
+
+        Timings stay for `flush()`. Bounded: at most `max_groups` events per call whatever the storm.
+        """
+        return self._exception_events()
+
+    def _exception_events(self) -> list[Reading]:
+        out: list[Reading] = []
+        sampled = self._sampled
+        if len(sampled) > 10 * self.max_groups:  # many short-lived groups: forget, at worst a stack is resent
+            sampled.clear()
+        for fp, ex in self.excs.items():
+            s = ex.sample
+            if fp in sampled:  # the stack of this group already left in this interval
+                s = {k: v for k, v in s.items() if k not in ("frames", "stack")}
+            else:
+                sampled.add(fp)
+            data = {
+                "fingerprint": fp,
+                "count": ex.count,
+                "first_ts": ex.first_ts,
+                "last_ts": ex.last_ts,
+                **s,
+            }
+            msg = f"{s['type']}: {s['message']}"[:2000]
+            out.append(Event(APP_EXCEPTION, ex.last_ts, msg, dict(ex.tags), data))
+        self.excs = {}
         return out
 
 

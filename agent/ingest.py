@@ -9,7 +9,7 @@ import math
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
@@ -21,6 +21,9 @@ from checks.model import MAX_TS, MIN_TS, TAG_KEY_RE
 
 log = logging.getLogger("infrawatch.agent.ingest")
 
+#: the first exception after a quiet spell waits this long for company before it leaves (seconds)
+EXC_HOLD = 0.05
+
 
 @dataclass(frozen=True, kw_only=True)
 class Config:
@@ -28,8 +31,11 @@ class Config:
 
     #: host:port on loopback (the endpoint has no authentication: keep it local)
     listen: str = "127.0.0.1:9311"
-    #: aggregation interval: timings and exceptions are summarised and shipped this often
+    #: aggregation interval: timings are summarised and shipped this often (exceptions too, with exception_flush 0)
     interval: Duration = 10.0
+    #: exceptions' fast lane: new exception occurrences leave at most this often (and at once after a quiet
+    #: spell), one event per group with the exact count, so alerts see them within seconds; 0 = with `interval`
+    exception_flush: Duration = 1.0
     #: default `service` when a client names none
     service: str = ""
     #: business module rules: module name → url_prefixes / packages / loggers / files / services
@@ -40,7 +46,7 @@ class Config:
     max_events_per_request: int = 50_000
     #: distinct (kind, service, module, endpoint | fingerprint) series per interval; more are dropped and counted
     max_series: int = 5000
-    #: distinct exception groups per interval; more are dropped and counted
+    #: distinct exception groups per flush (every exception_flush, else interval); more are dropped and counted
     max_exception_groups: int = 1000
     #: slowest samples kept per series and interval (statements redacted)
     slowest_samples: int = 3
@@ -55,6 +61,8 @@ class Config:
             raise ConfigError("listen", f"{host!r} is not a loopback address; set allow_remote: true to listen on it")
         if self.interval <= 0:
             raise ConfigError("interval", "must be greater than 0")
+        if self.exception_flush < 0:
+            raise ConfigError("exception_flush", "must be 0 (off) or greater")
         for name in ("max_events_per_request", "max_series", "max_exception_groups"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, "must be at least 1")
@@ -107,6 +115,8 @@ class Ingest:
                               slowest=config.slowest_samples)
         self.requests = 0
         self.rejected = 0
+        #: called (on the loop thread) after an exception was aggregated: the fast lane's trigger
+        self.on_exception: Callable[[], None] | None = None
 
     # ---- shared sinks
 
@@ -132,8 +142,11 @@ class Ingest:
         service = service or self.config.service
         if not module:
             module = self.mapper.resolve(endpoint=endpoint, frames=frames or [], logger=logger, service=service)
-        return self.agg.add_exception(exc_type, message, frames=frames or [], stack=stack, count=count, service=service,
-                                      module=module, endpoint=endpoint, logger=logger, ts=ts, tags=tags, source=source)
+        ok = self.agg.add_exception(exc_type, message, frames=frames or [], stack=stack, count=count, service=service,
+                                    module=module, endpoint=endpoint, logger=logger, ts=ts, tags=tags, source=source)
+        if ok and self.on_exception is not None:
+            self.on_exception()
+        return ok
 
     # ---- /v1/events
 
@@ -203,6 +216,9 @@ class Ingest:
 
     def flush(self) -> list[Any]:
         return self.agg.flush()
+
+    def flush_exceptions(self) -> list[Any]:
+        return self.agg.flush_exceptions()
 
 
 _STR_FIELDS = ("module", "endpoint", "method", "statement", "db", "logger")
@@ -405,25 +421,51 @@ async def serve(config: Config, agent: Any, stop: asyncio.Event, *, ready: async
     if ready is not None and not ready.done():
         ready.set_result(bound)
 
-    def ship() -> None:
+    def ship(flush: Callable[[], list[Any]] = ing.flush) -> None:
         try:
-            readings = ing.flush()
+            readings = flush()
             if readings:
+                # exception events make the agent ship within a fraction of a second (Agent.submit: urgent)
                 agent.submit(readings, source="local_ingest")
         except Exception as e:  # noqa: BLE001 - the agent must survive any bug here
             log.error("local ingest flush failed", extra={"error": f"{type(e).__name__}: {e}"})
 
+    # The fast lane: the first exception after a quiet spell leaves after EXC_HOLD (batching what comes
+    # with it); later ones at most every `exception_flush`, so a storm is one event per group per period.
+    fast = config.exception_flush
+    wake = asyncio.Event()
+    exc_due: float | None = None
+    last_exc = -math.inf
+
+    def on_exception() -> None:
+        nonlocal exc_due
+        if exc_due is None:
+            exc_due = max(time.monotonic() + min(EXC_HOLD, fast), last_exc + fast)
+            wake.set()
+
+    if fast > 0:
+        ing.on_exception = on_exception
+    stop_waiter = asyncio.create_task(stop.wait(), name="local-ingest-stop")
+    stop_waiter.add_done_callback(lambda _t: wake.set())
     try:
         next_at = time.monotonic() + config.interval
         while not stop.is_set():
+            due = next_at if exc_due is None else min(next_at, exc_due)
+            wake.clear()
             try:
-                async with asyncio.timeout(max(next_at - time.monotonic(), 0.0)):
-                    await stop.wait()
+                async with asyncio.timeout(max(due - time.monotonic(), 0.0)):
+                    await wake.wait()
             except TimeoutError:
                 pass
-            if time.monotonic() >= next_at or stop.is_set():
+            now = time.monotonic()
+            if now >= next_at or stop.is_set():
                 ship()
-                next_at = time.monotonic() + config.interval
+                next_at = now + config.interval
+                if exc_due is not None:
+                    exc_due, last_exc = None, now
+            elif exc_due is not None and now >= exc_due:
+                ship(ing.flush_exceptions)
+                exc_due, last_exc = None, now
     finally:
         try:
             async with asyncio.timeout(3.0):
@@ -431,4 +473,6 @@ async def serve(config: Config, agent: Any, stop: asyncio.Event, *, ready: async
         except TimeoutError:
             log.warning("local ingest: requests still running at shutdown were cut off")
         finally:
+            stop_waiter.cancel()
+            ing.on_exception = None
             ship()  # always hand over what was aggregated, even when cancelled

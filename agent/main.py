@@ -15,7 +15,7 @@ from typing import Any
 from checks import load_check_class
 from checks.base import Check
 from checks.config import ConfigError
-from checks.model import Reading
+from checks.model import APP_EXCEPTION, Event, Reading
 from checks.runtime import sdnotify
 
 from agent.buffer import Buffer
@@ -103,12 +103,20 @@ class Agent:
 
     # ------------------------------------------------------------ producing readings
 
-    def submit(self, readings: list[Reading], *, source: str = "submit") -> None:
+    def submit(self, readings: list[Reading], *, source: str = "submit", urgent: bool | None = None) -> None:
         """Queue readings for shipping (host and global tags added). Non-blocking; call from the loop thread.
 
         Readings that break the wire format are dropped and counted (agent.readings.invalid_total).
+        `urgent` readings leave within a fraction of a second (`Shipper.expedite`: still batched, still
+        behind any backoff) instead of after ship.flush_interval; by default readings holding an
+        application exception (an `app.exception` Event) are urgent, so exception alerts fire within seconds.
         """
-        self._store(prepare(readings, self.base_tags, self.host, source=source, invalid=self.invalid))
+        prepared = prepare(readings, self.base_tags, self.host, source=source, invalid=self.invalid)
+        self._store(prepared)
+        if urgent is None:
+            urgent = any(isinstance(r, Event) and r.kind == APP_EXCEPTION for r in prepared)
+        if urgent and prepared:
+            self.shipper.expedite()
 
     def _emit_self(self, readings: list[Reading]) -> None:
         self._store(prepare(readings, self.base_tags, self.host, source="agent", invalid=self.invalid))

@@ -31,9 +31,20 @@ from agent.config import AgentConfig, CollectorTarget
 
 log = logging.getLogger("infrawatch.agent.shipper")
 
-USER_AGENT = "infrawatch-agent/1"
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("infrawatch")
+    except Exception:  # noqa: BLE001 - not installed as a distribution (running from a checkout)
+        return "0"
+
+
+USER_AGENT = f"infrawatch-agent/{_version()}"
 API_PATH = "/api/v1/batches"
 MAX_ERROR_BODY = 500
+#: urgent readings (`expedite`) leave this soon, batched with whatever else arrives meanwhile (seconds)
+URGENT_DELAY = 0.2
 
 # Outcome kinds
 OK = "ok"
@@ -237,6 +248,8 @@ class Shipper:
         #: what the shipper is waiting on, and whether new data (not only a full batch) should wake it
         self._waiter: asyncio.Future[None] | None = None
         self._wake_on_data = False
+        #: monotonic deadline set by `expedite` (urgent readings): ship by then rather than at the age bound
+        self._urgent_due: float | None = None
         buffer.on_append = self._on_append
 
     def _on_append(self) -> None:
@@ -247,6 +260,19 @@ class Shipper:
         if w is None or w.done():
             return
         if self._wake_on_data or (not self._backing_off and self._full()):
+            w.set_result(None)
+
+    def expedite(self, within: float = URGENT_DELAY) -> None:
+        """Ship what is buffered within `within` seconds instead of at its flush_interval age (urgent readings).
+
+        Still one batch for what is there; never cuts a backoff short (a down collector is not hammered).
+        Call on the loop thread after the readings were appended.
+        """
+        due = time.monotonic() + within
+        if self._urgent_due is None or due < self._urgent_due:
+            self._urgent_due = due
+        w = self._waiter
+        if w is not None and not w.done() and not self._backing_off:
             w.set_result(None)
 
     def _full(self) -> bool:
@@ -370,11 +396,17 @@ class Shipper:
                 if since is None:
                     await self._wait(stop_fut, None, on_data=True)
                     continue
-                delay = since + self.ship.flush_interval - time.monotonic()
+                due = since + self.ship.flush_interval
+                if self._urgent_due is not None:
+                    due = min(due, self._urgent_due)
+                delay = due - time.monotonic()
                 if delay > 0 and not self._full():
                     await self._wait(stop_fut, delay, on_data=False)
                     if stop.is_set():
                         break
+                    if due - time.monotonic() > 0 and not self._full():
+                        continue  # woken early (urgent readings): recompute the deadline
+                self._urgent_due = None
                 out = await self._drain_guarded(stop)
                 while out is not None and not stop.is_set():
                     delay = self.retry_delay(out)
@@ -386,7 +418,7 @@ class Shipper:
                     out = await self._drain_guarded(stop)
                 self._backing_off = False
                 if self.buffer.stats.depth == 0:
-                    self._pending_since = None
+                    self._pending_since = self._urgent_due = None
             await self.flush(self.ship.shutdown_timeout)
         finally:
             stop_fut.cancel()

@@ -67,7 +67,9 @@ class IngestServer:
 
     def __init__(self, lt: LoopThread, host: str = "host-a", **cfg: Any) -> None:
         self.lt = lt
-        self.config = from_dict(Config, {"listen": "127.0.0.1:0", "interval": "1h", **cfg})
+        # the harness flushes when the test says so: no timed flushes (interval) and no exceptions' fast lane
+        # (tests/apps/test_fastpath.py covers that)
+        self.config = from_dict(Config, {"listen": "127.0.0.1:0", "interval": "1h", "exception_flush": 0, **cfg})
         self.agent = RecordingAgent(host)
         self.ingest = Ingest(self.config)
 
