@@ -8,19 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from alerting.matchers import Matcher, parse_matchers
-from alerting.rules import RULE_TYPES, RuleConfig
+from alerting.matchers import Matcher
+from alerting.rules import RULE_TYPES, RuleConfig, _at_least, _matchers, _positive
 from checks.config import ConfigError, Duration, field_alias, from_dict, load_yaml_file
 
 #: the shipped default rule set (config/alerting/rules.yaml in the source tree)
 DEFAULT_RULES_FILE = Path(__file__).resolve().parent.parent / "config" / "alerting" / "rules.yaml"
-
-
-def _matchers(spec: Any, key: str) -> tuple[Matcher, ...]:
-    try:
-        return parse_matchers(spec)
-    except ValueError as e:
-        raise ConfigError(key, str(e)) from None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,10 +48,7 @@ class RouteConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "parsed_matchers", _matchers(self.matchers, "matchers"))
-        for k in ("group_interval", "repeat_interval"):
-            v = getattr(self, k)
-            if v is not None and v <= 0:
-                raise ConfigError(k, "must be greater than 0")
+        _positive(self, "group_interval", "repeat_interval")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,10 +63,7 @@ class RetryConfig:
     max_elapsed: Duration = 900.0
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ConfigError("max_attempts", "must be at least 1")
-        if self.multiplier < 1:
-            raise ConfigError("multiplier", "must be at least 1")
+        _at_least(self, 1, "max_attempts", "multiplier")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,8 +144,7 @@ class AlertingConfig:
     emit_metrics: bool = True
 
     def __post_init__(self) -> None:
-        if self.evaluation_interval <= 0:
-            raise ConfigError("evaluation_interval", "must be greater than 0")
+        _positive(self, "evaluation_interval")
         names = [r.name for r in self.receivers]
         seen: set[str] = set()
         for i, n in enumerate(names):

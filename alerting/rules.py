@@ -21,10 +21,42 @@ AGGS = ("avg", "min", "max", "last", "sum", "count", "rate", "delta", "percentil
 
 
 def _matchers(spec: Any, key: str) -> tuple[Matcher, ...]:
+    """Matchers parsed from a config value; a bad one raises ConfigError naming `key`."""
     try:
         return parse_matchers(spec)
     except ValueError as e:
         raise ConfigError(key, str(e)) from None
+
+
+def _positive(cfg: Any, *names: str) -> None:
+    """Raise ConfigError naming the first of the fields `names` of `cfg` that is set but not greater than 0."""
+    for n in names:
+        v = getattr(cfg, n)
+        if v is not None and v <= 0:
+            raise ConfigError(n, "must be greater than 0")
+
+
+def _at_least(cfg: Any, low: int, *names: str) -> None:
+    """Raise ConfigError naming the first of the fields `names` of `cfg` below `low`."""
+    for n in names:
+        if getattr(cfg, n) < low:
+            raise ConfigError(n, f"must be at least {low}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Matched:
+    """Mixin (list it first among the bases): a `match:` option parsed into `matchers` after the other bases' checks."""
+
+    #: tag matchers: {tag: value} (value may start with ~ for a regex, ! for not) or ['tag="v"', 'tag=~"re"'];
+    #: for exception rules, on the event's tags (module, service, host) and data fields type, fingerprint
+    match: Any = None
+    matchers: tuple[Matcher, ...] = field(init=False, default=())
+
+    def __post_init__(self) -> None:
+        base = getattr(super(), "__post_init__", None)
+        if base is not None:
+            base()
+        object.__setattr__(self, "matchers", _matchers(self.match, "match"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,13 +109,11 @@ class LeveledConfig(RuleConfig):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ThresholdConfig(LeveledConfig):
+class ThresholdConfig(_Matched, LeveledConfig):
     """A metric aggregated over a window compared with thresholds."""
 
     #: metric name; a glob (`*.up`) matches several
     metric: str
-    #: tag matchers: {tag: value} (value may start with ~ for a regex, ! for not) or ['tag="v"', 'tag=~"re"']
-    match: Any = None
     #: group series by these labels (default: every series on its own)
     by: list[str] | None = None
     window: Duration = 300.0
@@ -94,19 +124,15 @@ class ThresholdConfig(LeveledConfig):
     min_points: int = 1
     #: unit for messages (percent, bytes, seconds, ...); default from the metric catalogue
     unit: str | None = None
-    matchers: tuple[Matcher, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "matchers", _matchers(self.match, "match"))
         if self.agg not in AGGS:
             raise ConfigError("agg", f"must be one of {', '.join(AGGS)}; got {self.agg!r}")
         if self.agg == "percentile" and (self.q is None or not 0 < self.q < 100):
             raise ConfigError("q", "agg: percentile needs q between 0 and 100 (e.g. q: 95)")
-        if self.window <= 0:
-            raise ConfigError("window", "must be greater than 0")
-        if self.min_points < 1:
-            raise ConfigError("min_points", "must be at least 1")
+        _positive(self, "window")
+        _at_least(self, 1, "min_points")
 
     @property
     def quantile(self) -> float | None:
@@ -128,13 +154,8 @@ class PerformanceConfig(ThresholdConfig):
 
 
 @dataclass(frozen=True, kw_only=True)
-class MetricRef:
+class MetricRef(_Matched):
     metric: str
-    match: Any = None
-    matchers: tuple[Matcher, ...] = field(init=False, default=())
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "matchers", _matchers(self.match, "match"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,57 +174,46 @@ class RatioConfig(LeveledConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.window <= 0:
-            raise ConfigError("window", "must be greater than 0")
+        _positive(self, "window")
 
 
 @dataclass(frozen=True, kw_only=True)
-class ExceptionsConfig(LeveledConfig):
+class ExceptionsConfig(_Matched, LeveledConfig):
     """More than N application exceptions (events of `kind`) within a window, grouped by labels."""
 
-    #: matchers on the event's tags (module, service, host) and data fields type, fingerprint
-    match: Any = None
     by: list[str] = field(default_factory=lambda: ["module"])
     window: Duration = 300.0
     kind: str = "app.exception"
     unit: str | None = "count"
-    matchers: tuple[Matcher, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "matchers", _matchers(self.match, "match"))
         if self.op not in (">", ">="):
             raise ConfigError("op", "exception counts are compared with > or >=")
-        if self.window <= 0:
-            raise ConfigError("window", "must be greater than 0")
+        _positive(self, "window")
 
 
 @dataclass(frozen=True, kw_only=True)
-class NewExceptionConfig(RuleConfig):
+class NewExceptionConfig(_Matched, RuleConfig):
     """A never-seen exception group (fingerprint) appearing in a matching (critical) module."""
 
-    match: Any = None
     severity: Severity = "warning"
     #: labels copied from the event into the alert
     by: list[str] = field(default_factory=lambda: ["module", "service", "fingerprint"])
     #: the alert resolves this long after the group first appeared
     resolve_after: Duration = 3600.0
     kind: str = "app.exception"
-    matchers: tuple[Matcher, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "matchers", _matchers(self.match, "match"))
-        if self.resolve_after <= 0:
-            raise ConfigError("resolve_after", "must be greater than 0")
+        _positive(self, "resolve_after")
 
 
 @dataclass(frozen=True, kw_only=True)
-class ProbeConfig(RuleConfig):
+class ProbeConfig(_Matched, RuleConfig):
     """A probe (`<type>.up`) failing N times in a row per target."""
 
     metric: str = "*.up"
-    match: Any = None
     by: list[str] = field(default_factory=lambda: ["host", "target"])
     #: consecutive failed runs before the alert fires
     failures: int = 3
@@ -212,59 +222,45 @@ class ProbeConfig(RuleConfig):
     #: how far back runs are looked at
     window: Duration = 900.0
     severity: Severity = "critical"
-    matchers: tuple[Matcher, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "matchers", _matchers(self.match, "match"))
-        if self.failures < 1:
-            raise ConfigError("failures", "must be at least 1")
-        if self.recover_after < 1:
-            raise ConfigError("recover_after", "must be at least 1")
+        _at_least(self, 1, "failures", "recover_after")
 
 
 @dataclass(frozen=True, kw_only=True)
-class HostDownConfig(RuleConfig):
+class HostDownConfig(_Matched, RuleConfig):
     """An agent (host) that stopped reporting for `after`."""
 
-    match: Any = None
     after: Duration = 120.0
     severity: Severity = "critical"
     #: a host silent for longer than this is forgotten (its alert resolves)
     forget_after: Duration = 7 * 86400.0
-    matchers: tuple[Matcher, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "matchers", _matchers(self.match, "match"))
-        if self.after <= 0:
-            raise ConfigError("after", "must be greater than 0")
+        _positive(self, "after")
 
 
 @dataclass(frozen=True, kw_only=True)
-class AbsentConfig(RuleConfig):
+class AbsentConfig(_Matched, RuleConfig):
     """A metric series that stopped arriving for `after` (seen before, silent since)."""
 
     metric: str
-    match: Any = None
     after: Duration = 600.0
     severity: Severity = "warning"
     forget_after: Duration = 86400.0
-    matchers: tuple[Matcher, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "matchers", _matchers(self.match, "match"))
-        if self.after <= 0:
-            raise ConfigError("after", "must be greater than 0")
+        _positive(self, "after")
 
 
 @dataclass(frozen=True, kw_only=True)
-class PredictionConfig(RuleConfig):
+class PredictionConfig(_Matched, RuleConfig):
     """A value reaching `limit` within a horizon at its current trend (linear regression over `window`)."""
 
     metric: str = "system.filesystem.used_percent"
-    match: Any = None
     by: list[str] | None = None
     window: Duration = 6 * 3600.0
     limit: float = 100.0
@@ -276,17 +272,14 @@ class PredictionConfig(RuleConfig):
     min_points: int = 10
     #: the points must span at least this much time
     min_span: Duration = 1800.0
-    matchers: tuple[Matcher, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "matchers", _matchers(self.match, "match"))
         try:
             Levels.build("<", {"warning": self.warning, "critical": self.critical}, self.recovery)
         except ValueError as e:
             raise ConfigError("recovery" if "recovery" in str(e) else "critical", str(e).replace("below", "shorter than")) from None
-        if self.min_points < 3:
-            raise ConfigError("min_points", "must be at least 3")
+        _at_least(self, 3, "min_points")
 
 
 # ---------------------------------------------------------------- evaluation
@@ -364,6 +357,9 @@ class Rule:
     #: evaluated again as soon as matching events arrive
     EVENT_RULE: ClassVar[bool] = False
 
+    #: the rule's thresholds, set by each rule type's __init__
+    _levels: Levels
+
     def __init__(self, cfg: RuleConfig, source: str = "") -> None:
         self.cfg = cfg
         self.name = cfg.name
@@ -375,7 +371,7 @@ class Rule:
         return {}
 
     def levels(self) -> Levels:
-        raise NotImplementedError
+        return self._levels
 
     def details(self) -> dict[str, Any]:
         """Static facts about the rule shown in messages (type, metric, window, op, unit)."""
@@ -421,6 +417,12 @@ class SeriesRule(Rule):
         super().__init__(cfg, source)
         self._mc: dict[str, _MatchCache] = {}
 
+    def needs(self) -> dict[str, Need]:
+        """The rule's metric over its window (rules that read otherwise override this)."""
+        n = Need()
+        n.merge(self.cfg.window)  # type: ignore[attr-defined]
+        return {self.cfg.metric: n}  # type: ignore[attr-defined]
+
     def matched(self, store: MetricStore, matchers: tuple[Matcher, ...], by: list[str] | None, glob: bool, tag: str = "") -> list[tuple[Series, tuple[str, ...] | None, dict[str, str]]]:
         mc = self._mc.get(store.name + tag)
         if mc is None:
@@ -460,14 +462,6 @@ class ThresholdRule(SeriesRule):
         self._levels = cfg.levels()
         self.q = cfg.quantile
         self.agg = "percentile" if self.q is not None else cfg.agg
-
-    def needs(self) -> dict[str, Need]:
-        n = Need()
-        n.merge(self.cfg.window)
-        return {self.cfg.metric: n}
-
-    def levels(self) -> Levels:
-        return self._levels
 
     def nodata_after(self) -> float:
         return self.cfg.window
@@ -561,9 +555,6 @@ class RatioRule(SeriesRule):
             n.merge(self.cfg.window)
         return out
 
-    def levels(self) -> Levels:
-        return self._levels
-
     def nodata_after(self) -> float:
         return self.cfg.window
 
@@ -608,14 +599,6 @@ class ProbeRule(SeriesRule):
     def __init__(self, cfg: ProbeConfig, source: str = "") -> None:
         super().__init__(cfg, source)
         self._levels = Levels.build(">=", {cfg.severity: float(cfg.failures)}, -float(cfg.recover_after))
-
-    def needs(self) -> dict[str, Need]:
-        n = Need()
-        n.merge(self.cfg.window)
-        return {self.cfg.metric: n}
-
-    def levels(self) -> Levels:
-        return self._levels
 
     def nodata_after(self) -> float:
         return self.cfg.window
@@ -669,9 +652,6 @@ class HostDownRule(Rule):
         super().__init__(cfg, source)
         self._levels = Levels.build(">", {cfg.severity: cfg.after}, None)
 
-    def levels(self) -> Levels:
-        return self._levels
-
     def details(self) -> dict[str, Any]:
         return {**super().details(), "op": ">", "unit": "seconds", "after": self.cfg.after}
 
@@ -700,9 +680,6 @@ class AbsentRule(SeriesRule):
     def needs(self) -> dict[str, Need]:
         return {self.cfg.metric: Need(raw=60.0)}
 
-    def levels(self) -> Levels:
-        return self._levels
-
     def details(self) -> dict[str, Any]:
         return {**super().details(), "metric": self.cfg.metric, "op": ">", "unit": "seconds", "after": self.cfg.after}
 
@@ -725,14 +702,6 @@ class PredictionRule(SeriesRule):
     def __init__(self, cfg: PredictionConfig, source: str = "") -> None:
         super().__init__(cfg, source)
         self._levels = Levels.build("<", {"warning": cfg.warning, "critical": cfg.critical}, cfg.recovery)
-
-    def needs(self) -> dict[str, Need]:
-        n = Need()
-        n.merge(self.cfg.window)
-        return {self.cfg.metric: n}
-
-    def levels(self) -> Levels:
-        return self._levels
 
     def nodata_after(self) -> float:
         return min(self.cfg.window, 3600.0)
@@ -834,9 +803,6 @@ class ExceptionsRule(Rule):
         self._levels = cfg.levels()
         self.groups: dict[tuple[str, ...], Counter1s] = {}
 
-    def levels(self) -> Levels:
-        return self._levels
-
     def details(self) -> dict[str, Any]:
         c = self.cfg
         return {**super().details(), "metric": c.kind, "window": c.window, "op": c.op, "unit": "count"}
@@ -888,9 +854,6 @@ class NewExceptionRule(Rule):
         #: set by the engine: fingerprint → first seen (shared, persisted)
         self.seen: dict[str, float] = {}
         self.new_seen: list[tuple[str, float]] = []
-
-    def levels(self) -> Levels:
-        return self._levels
 
     def details(self) -> dict[str, Any]:
         return {**super().details(), "metric": self.cfg.kind, "op": "<", "unit": "seconds"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -24,9 +23,9 @@ from checks.base import (
     probe_metrics,
 )
 from checks.catalogue import MetricSpec
-from checks.http import USER_AGENT, client_error_result
+from checks.http import USER_AGENT, SessionHolder, basic_auth, client_error_result, probe_session
 from checks.model import Sample
-from checks.tcp import ProbeFailure, TlsSettings, probe_deadline, url_label
+from checks.tcp import ProbeFailure, TlsSettings, failure_result, probe_deadline, url_label
 
 STATUS_CODES = {"green": 0, "yellow": 1, "red": 2}
 
@@ -83,7 +82,7 @@ class ElasticsearchConfig(TlsSettings, CheckConfig):
         self._check_tls_files()
 
 
-class ElasticsearchCheck(Probe[ElasticsearchConfig]):
+class ElasticsearchCheck(SessionHolder, Probe[ElasticsearchConfig]):
     """GET _cluster/health (status green=0/yellow=1/red=2, nodes, shards); optionally run a search."""
 
     Config: ClassVar[type[CheckConfig]] = ElasticsearchConfig
@@ -110,31 +109,17 @@ class ElasticsearchCheck(Probe[ElasticsearchConfig]):
         if c.api_key:
             headers["Authorization"] = f"ApiKey {c.api_key}"
         elif c.username:
-            cred = base64.b64encode(f"{c.username}:{c.password or ''}".encode()).decode()
-            headers["Authorization"] = f"Basic {cred}"
+            headers["Authorization"] = basic_auth(c.username, c.password)
         self._headers = headers
         self._query_body = orjson.dumps(c.query.body) if c.query else b""
-        self._session: aiohttp.ClientSession | None = None
         self._label = url_label(c.target)
 
     def target_label(self) -> str:
         return self._label
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(use_dns_cache=False, force_close=True, ssl=self.config.ssl_context())
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                headers=self._headers,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                timeout=aiohttp.ClientTimeout(total=None),
-            )
-        return self._session
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+    def _new_session(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(use_dns_cache=False, force_close=True, ssl=self.config.ssl_context())
+        return probe_session(connector, headers=self._headers)
 
     async def probe(self) -> ProbeResult:
         c = self.config
@@ -157,10 +142,8 @@ class ElasticsearchCheck(Probe[ElasticsearchConfig]):
                         if res.result == SUCCESS:
                             raise
                         res.reason += f"; {f.reason}"  # keep the cluster status as the result
-        except TimeoutError:
-            res.result, res.reason = TIMEOUT, f"no answer within {deadline:.3g}s while {phase}"
-        except ProbeFailure as f:
-            res.result, res.reason = f.result, f.reason
+        except (TimeoutError, ProbeFailure) as e:
+            res.result, res.reason = failure_result(e, deadline, phase)
         except aiohttp.ClientError as e:
             res.result, res.reason = client_error_result(e, self._host, phase)
         return res

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import glob
-import json
-import os
 import re
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
-from checks.base import Check, CheckConfig
+from checks.base import Check
 from checks.catalogue import MetricSpec
 from checks.config import ByteSize
 from checks.model import APP_EXCEPTION, Event, Reading, Sample
 from checks.normalize import exception_fingerprint, normalize_message
+from checks.tailing import LineGrouper, TailedFilesConfig, TailingCheck
+from checks.tailing import Tailer as Tailer  # noqa: F401 - moved to checks.tailing, still importable from here
 
 # ---------------------------------------------------------------- module rules
 
@@ -282,12 +280,12 @@ def parse_stack(text: str, fmt: str = "auto") -> ParsedException | None:
 # ---------------------------------------------------------------- multi-line grouping
 
 
-class Grouper:
+class Grouper(LineGrouper):
     """Splits a line stream into records: a head line plus continuation lines (traces)."""
 
     def __init__(self, max_lines: int = 500) -> None:
+        super().__init__()
         self.max_lines = max_lines
-        self.lines: list[str] = []
         self._py_wait_exc = False  # inside a Python traceback, its exception line not seen yet
         self._java_pending = False  # last line looked like a Java exception header with no frames yet
 
@@ -327,192 +325,11 @@ class Grouper:
             self._py_wait_exc = False
         return done
 
-    def take(self) -> str | None:
-        if not self.lines:
-            return None
-        text = "\n".join(self.lines).rstrip("\n")
-        self.lines = []
+    def _join(self) -> str:
+        return "\n".join(self.lines).rstrip("\n")
+
+    def _reset(self) -> None:
         self._py_wait_exc = False
-        return text
-
-    @property
-    def pending(self) -> bool:
-        return bool(self.lines)
-
-
-# ---------------------------------------------------------------- tailing
-
-
-@dataclass(slots=True)
-class _FileState:
-    path: str
-    dev: int
-    ino: int
-    #: everything before this offset has been turned into readings (or is not part of a record)
-    offset: int
-    fh: Any = None
-    #: where the pending (unfinished) record starts
-    pending_offset: int | None = None
-    grouper: Grouper = field(default_factory=Grouper)
-
-
-class Tailer:
-    """Follows files by glob: new complete lines since the last call, across rotation and truncation.
-
-    State (device, inode, offset of the first byte not yet consumed) persists to a JSON file, so a
-    restart neither loses nor repeats lines. A partial last line (no newline yet) is left for later.
-    """
-
-    def __init__(self, patterns: list[str], state_file: str | None, *, from_beginning: bool, max_read: int,
-                 max_line: int, max_lines: int = 500, grouper: Any = None) -> None:
-        #: builds the record splitter of one file (default: the trace `Grouper`)
-        self.new_grouper = grouper or (lambda: Grouper(max_lines))
-        self.patterns = patterns
-        self.state_file = state_file
-        self.from_beginning = from_beginning
-        self.max_read = max_read
-        self.max_line = max_line
-        self.max_lines = max_lines
-        self.files: dict[str, _FileState] = {}
-        self.saved: dict[str, dict[str, int]] = {}
-        self.first_scan = True
-        if state_file and os.path.exists(state_file):
-            try:
-                self.saved = json.loads(Path(state_file).read_text())
-            except (OSError, ValueError):
-                self.saved = {}
-
-    def _paths(self) -> list[str]:
-        out: list[str] = []
-        for p in self.patterns:
-            out.extend(sorted(glob.glob(p)) if any(c in p for c in "*?[") else [p])
-        return out
-
-    def _open(self, path: str, start: int | None) -> _FileState | None:
-        try:
-            fh = open(path, "rb")  # noqa: SIM115 - kept open across runs to finish rotated files
-        except OSError:
-            return None
-        st = os.fstat(fh.fileno())
-        saved = self.saved.get(path)
-        if start is None:
-            if saved and saved.get("ino") == st.st_ino and saved.get("dev") == st.st_dev and saved.get("offset", 0) <= st.st_size:
-                start = int(saved["offset"])
-            elif saved or self.from_beginning or not self.first_scan:
-                start = 0  # rotated while we were down, or a file that appeared after start-up
-            else:
-                start = st.st_size
-        fh.seek(start)
-        fs = _FileState(path, st.st_dev, st.st_ino, start, fh)
-        fs.grouper = self.new_grouper()
-        return fs
-
-    def poll(self) -> Iterator[tuple[str, str]]:
-        """(path, record text) for each finished record; idle pending records are finished too."""
-        seen = set()
-        for path in self._paths():
-            seen.add(path)
-            fs = self.files.get(path)
-            if fs is None:
-                fs = self._open(path, None)
-                if fs is None:
-                    continue
-                self.files[path] = fs
-            try:
-                st = os.stat(path)
-            except OSError:
-                st = None
-            if st is not None and (st.st_ino != fs.ino or st.st_dev != fs.dev):
-                # rotated: finish the old file through its open handle, then start the new one at 0
-                yield from self._finish(fs)
-                fs.fh.close()
-                nfs = self._open(path, 0)
-                if nfs is None:
-                    del self.files[path]
-                    continue
-                self.files[path] = fs = nfs
-            elif st is not None and st.st_size < fs.offset + self._buffered(fs):
-                # truncated in place (copytruncate): start again from the top
-                fs.grouper = self.new_grouper()
-                fs.fh.seek(0)
-                fs.offset = 0
-                fs.pending_offset = None
-            yield from self._read(fs, final=False)
-        for path in list(self.files):
-            if path not in seen:
-                fs = self.files.pop(path)
-                yield from self._finish(fs)
-                fs.fh.close()
-        self.first_scan = False
-
-    @staticmethod
-    def _buffered(fs: _FileState) -> int:
-        return fs.fh.tell() - fs.offset if fs.fh else 0
-
-    def _finish(self, fs: _FileState) -> Iterator[tuple[str, str]]:
-        """Read a rotated or removed file to its end (its last line may lack a newline), then flush."""
-        while True:
-            before = fs.fh.tell()
-            yield from self._read(fs, final=False)
-            if fs.fh.tell() == before:
-                break
-        yield from self._read(fs, final=True)
-
-    def _read(self, fs: _FileState, *, final: bool) -> Iterator[tuple[str, str]]:
-        fh = fs.fh
-        pos = fh.tell()
-        data = fh.read(self.max_read)
-        end = data.rfind(b"\n") + 1
-        chunk = data[:end]
-        if final and end < len(data) < self.max_read:
-            end = len(data)  # the file will not grow any more: its unterminated last line is complete
-            chunk = data + b"\n"
-        got = end > 0
-        if got:
-            fh.seek(pos + end)
-            off = pos
-            for raw in chunk.split(b"\n")[:-1]:
-                line = raw[: self.max_line].decode("utf-8", "replace").rstrip("\r")
-                if not fs.grouper.pending:
-                    fs.pending_offset = off
-                rec = fs.grouper.feed(line)
-                if rec is not None:
-                    yield fs.path, rec
-                    fs.pending_offset = off
-                off = min(off + len(raw) + 1, pos + end)
-            # consumed up to the start of the pending record
-            fs.offset = fs.pending_offset if fs.grouper.pending and fs.pending_offset is not None else off
-        else:
-            fh.seek(pos)
-            if len(data) >= self.max_read:  # one enormous line: skip it
-                fh.seek(pos + len(data))
-        if final or (not got and not data and fs.grouper.pending):
-            rec = fs.grouper.take()
-            if rec is not None:
-                yield fs.path, rec
-            fs.offset = fh.tell()
-            fs.pending_offset = None
-
-    def save(self) -> None:
-        state = {p: {"dev": fs.dev, "ino": fs.ino, "offset": fs.offset} for p, fs in self.files.items()}
-        self.saved.update(state)
-        if not self.state_file:
-            return
-        tmp = self.state_file + ".tmp"
-        try:
-            with open(tmp, "w") as f:
-                json.dump(self.saved, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.state_file)
-        except OSError:
-            pass
-
-    def close(self) -> None:
-        for fs in self.files.values():
-            if fs.fh:
-                fs.fh.close()
-        self.files.clear()
 
 
 # ---------------------------------------------------------------- the check
@@ -535,35 +352,23 @@ def exception_event(p: ParsedException, *, count: int, ts: float, module: str, s
 
 
 @dataclass(frozen=True, kw_only=True)
-class ExceptionLogConfig(CheckConfig):
-    #: files to follow (globs allowed), e.g. /var/log/shop/*.log
-    paths: list[str]
+class ExceptionLogConfig(TailedFilesConfig):
     format: Literal["auto", "python", "java", "php"] = "auto"
     #: service name reported with every exception (tag `service`)
     service: str = ""
     #: module for every exception of these files (otherwise `module_rules`, otherwise "unknown")
     module: str | None = None
     module_rules: dict[str, ModuleRule] = field(default_factory=dict)
-    #: read files from their start when first seen (default: only what is written after start-up)
-    from_beginning: bool = False
     max_record_lines: int = 500
     max_line_bytes: ByteSize = 65536
-    max_read_bytes: ByteSize = 16 * 1024 * 1024
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.paths:
-            raise ValueError("paths must list at least one file or glob")
-        for i, p in enumerate(self.paths):
-            if not os.path.isabs(p):
-                from checks.config import ConfigError
-
-                raise ConfigError(f"paths[{i}]", f"must be an absolute path, got {p!r}")
         if self.max_record_lines < 2:
             raise ValueError("max_record_lines must be at least 2")
 
 
-class ExceptionLogCheck(Check[ExceptionLogConfig]):
+class ExceptionLogCheck(TailingCheck, Check[ExceptionLogConfig]):
     """Follows log files and reports each exception trace found as an `app.exception` Event (identical ones merged)."""
 
     Config = ExceptionLogConfig
@@ -574,11 +379,7 @@ class ExceptionLogCheck(Check[ExceptionLogConfig]):
     def __init__(self, config: ExceptionLogConfig, *, state_dir: str | None = None) -> None:
         super().__init__(config, state_dir=state_dir)
         self.mapper = ModuleMapper(config.module_rules)
-        self.tailer = Tailer(
-            list(config.paths), os.path.join(state_dir, "offsets.json") if state_dir else None,
-            from_beginning=config.from_beginning, max_read=config.max_read_bytes, max_line=config.max_line_bytes,
-            max_lines=config.max_record_lines,
-        )
+        self.tailer = self._tailer(config, state_dir, max_lines=config.max_record_lines)
 
     def _collect(self) -> list[Reading]:
         now = time.time()
@@ -603,12 +404,3 @@ class ExceptionLogCheck(Check[ExceptionLogConfig]):
         for m, n in per_module.items():
             out.append(Sample("exception_log.exceptions", float(n), now, {"module": m}))
         return out
-
-    async def run(self) -> list[Reading]:
-        import asyncio
-
-        return await asyncio.to_thread(self._collect)
-
-    async def close(self) -> None:
-        self.tailer.save()
-        self.tailer.close()

@@ -28,7 +28,6 @@ from checks.base import (
     CONNECTION_FAILED,
     DNS_ERROR,
     MISMATCH,
-    TIMEOUT,
     TLS_ERROR,
     CheckConfig,
     Probe,
@@ -42,6 +41,7 @@ from checks.tcp import (
     ProbeFailure,
     TlsSettings,
     cert_days_left,
+    failure_result,
     fetch_cert_unverified,
     os_error_text,
     peer_cert_der,
@@ -209,43 +209,35 @@ class _TimedConnector(aiohttp.TCPConnector):
         return transport, proto
 
 
-async def _on_dns_start(_s: Any, ctx: Any, _p: Any) -> None:
-    m = ctx.trace_request_ctx
-    if isinstance(m, _Marks):
-        m.dns_start = time.perf_counter()
+def _stamp(attr: str) -> Any:
+    """A trace hook that sets the request's mark `attr` to now."""
+
+    async def hook(_s: Any, ctx: Any, _p: Any) -> None:
+        m = ctx.trace_request_ctx
+        if isinstance(m, _Marks):
+            setattr(m, attr, time.perf_counter())
+
+    return hook
 
 
-async def _on_dns_end(_s: Any, ctx: Any, _p: Any) -> None:
-    m = ctx.trace_request_ctx
-    if isinstance(m, _Marks):
-        m.dns += time.perf_counter() - m.dns_start
+def _accumulate(attr: str, since: str) -> Any:
+    """A trace hook that adds the time since the request's mark `since` to its mark `attr`."""
 
+    async def hook(_s: Any, ctx: Any, _p: Any) -> None:
+        m = ctx.trace_request_ctx
+        if isinstance(m, _Marks):
+            setattr(m, attr, getattr(m, attr) + (time.perf_counter() - getattr(m, since)))
 
-async def _on_create_start(_s: Any, ctx: Any, _p: Any) -> None:
-    m = ctx.trace_request_ctx
-    if isinstance(m, _Marks):
-        m.create_start = time.perf_counter()
-
-
-async def _on_create_end(_s: Any, ctx: Any, _p: Any) -> None:
-    m = ctx.trace_request_ctx
-    if isinstance(m, _Marks):
-        m.create_total += time.perf_counter() - m.create_start
-
-
-async def _on_headers_sent(_s: Any, ctx: Any, _p: Any) -> None:
-    m = ctx.trace_request_ctx
-    if isinstance(m, _Marks):
-        m.headers_sent = time.perf_counter()
+    return hook
 
 
 def _trace_config() -> aiohttp.TraceConfig:
     tc = aiohttp.TraceConfig()
-    tc.on_dns_resolvehost_start.append(_on_dns_start)
-    tc.on_dns_resolvehost_end.append(_on_dns_end)
-    tc.on_connection_create_start.append(_on_create_start)
-    tc.on_connection_create_end.append(_on_create_end)
-    tc.on_request_headers_sent.append(_on_headers_sent)
+    tc.on_dns_resolvehost_start.append(_stamp("dns_start"))
+    tc.on_dns_resolvehost_end.append(_accumulate("dns", "dns_start"))
+    tc.on_connection_create_start.append(_stamp("create_start"))
+    tc.on_connection_create_end.append(_accumulate("create_total", "create_start"))
+    tc.on_request_headers_sent.append(_stamp("headers_sent"))
     return tc
 
 
@@ -253,7 +245,42 @@ def _phase(name: str, value: float, ts: float) -> Sample:
     return Sample("http.phase_seconds", max(value, 0.0), ts, {"phase": name})
 
 
-class HttpCheck(Probe[HttpConfig]):
+def basic_auth(username: str, password: str | None) -> str:
+    """The Authorization header value of HTTP basic authentication."""
+    return "Basic " + base64.b64encode(f"{username}:{password or ''}".encode()).decode()
+
+
+def probe_session(connector: aiohttp.BaseConnector, **options: Any) -> aiohttp.ClientSession:
+    """An aiohttp session for a probe: no cookies kept between runs, no total timeout (the probe's deadline rules)."""
+    return aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=aiohttp.ClientTimeout(total=None),
+        **options,
+    )
+
+
+class SessionHolder:
+    """Mixin for probes over HTTP (list it before Probe): one aiohttp session from `_new_session()`,
+    made on first use and again after it closed, closed by `close()`."""
+
+    _session: aiohttp.ClientSession | None = None
+
+    def _new_session(self) -> aiohttp.ClientSession:
+        raise NotImplementedError
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = self._new_session()
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class HttpCheck(SessionHolder, Probe[HttpConfig]):
     """Request a URL and check status, body, content type and size; time each phase; report TLS expiry."""
 
     Config: ClassVar[type[CheckConfig]] = HttpConfig
@@ -293,34 +320,20 @@ class HttpCheck(Probe[HttpConfig]):
         if c.bearer_token:
             headers["Authorization"] = f"Bearer {c.bearer_token}"
         elif c.username:
-            cred = base64.b64encode(f"{c.username}:{c.password or ''}".encode()).decode()
-            headers["Authorization"] = f"Basic {cred}"
+            headers["Authorization"] = basic_auth(c.username, c.password)
         self._headers = headers
         self._has_credentials = any(k.lower() == "authorization" for k in headers)
         self._data = c.body.encode() if c.body is not None else None
-        self._session: aiohttp.ClientSession | None = None
         self._label = url_label(c.target)
         self._ssl: ssl.SSLContext | None = None
 
     def target_label(self) -> str:
         return self._label
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._ssl = self.config.ssl_context()
-            connector = _TimedConnector(use_dns_cache=False, force_close=True, ssl=self._ssl, limit=0)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                trace_configs=[_trace_config()],
-                cookie_jar=aiohttp.DummyCookieJar(),
-                timeout=aiohttp.ClientTimeout(total=None),
-            )
-        return self._session
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+    def _new_session(self) -> aiohttp.ClientSession:
+        self._ssl = self.config.ssl_context()
+        connector = _TimedConnector(use_dns_cache=False, force_close=True, ssl=self._ssl, limit=0)
+        return probe_session(connector, trace_configs=[_trace_config()])
 
     async def probe(self) -> ProbeResult:
         c = self.config
@@ -362,10 +375,8 @@ class HttpCheck(Probe[HttpConfig]):
                         Sample("http.redirects", float(len(resp.history)), ts),
                     ]
                     self._verdict(res, resp, body, size)
-        except TimeoutError:
-            res.result, res.reason = TIMEOUT, f"no answer within {deadline:.3g}s while {phase}"
-        except ProbeFailure as f:
-            res.result, res.reason = f.result, f.reason
+        except (TimeoutError, ProbeFailure) as e:
+            res.result, res.reason = failure_result(e, deadline, phase)
         except aiohttp.TooManyRedirects:
             res.result, res.reason = BAD_STATUS, f"more than {c.max_redirects} redirects"
         except aiohttp.ClientError as e:

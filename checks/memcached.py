@@ -7,10 +7,10 @@ import time
 from dataclasses import dataclass
 from typing import ClassVar
 
-from checks.base import CONNECTION_FAILED, ERROR, MISMATCH, TIMEOUT, CheckConfig, Probe, ProbeResult, probe_metrics
+from checks.base import CONNECTION_FAILED, ERROR, MISMATCH, CheckConfig, Probe, ProbeResult, probe_metrics
 from checks.catalogue import MetricSpec
 from checks.model import Sample
-from checks.tcp import ProbeFailure, open_first, os_error_text, parse_host_port, probe_deadline, resolve
+from checks.tcp import ProbeFailure, failure_result, open_first, parse_host_port, probe_deadline, resolve
 
 _MAX_STATS_BYTES = 1 << 20
 
@@ -96,12 +96,8 @@ class MemcachedCheck(Probe[MemcachedConfig]):
                 t2 = time.perf_counter()
                 res.samples += [Sample("memcached.connect_seconds", t1 - t0, ts), Sample("memcached.stats_seconds", t2 - t1, ts)]
                 res.samples += self._stats_samples(stats, ts)
-        except TimeoutError:
-            res.result, res.reason = TIMEOUT, f"no answer within {deadline:.3g}s while {phase}"
-        except ProbeFailure as f:
-            res.result, res.reason = f.result, f.reason
-        except OSError as e:
-            res.result, res.reason = CONNECTION_FAILED, f"connection error while {phase}: {os_error_text(e)}"
+        except (TimeoutError, ProbeFailure, OSError) as e:
+            res.result, res.reason = failure_result(e, deadline, phase)
         finally:
             if writer is not None:
                 writer.close()

@@ -175,7 +175,7 @@ def decode_sample(d: Any, path: str) -> Sample:
         raise WireError(f"{path}.value", "must be finite")
     ts = _check_ts(ts, f"{path}.ts")
     tags = _check_tags(d.get("tags"), f"{path}.tags")
-    if len(d) > 4:
+    if len(d) > 4 or (len(d) == 4 and "tags" not in d):
         extra = set(d) - {"name", "value", "ts", "tags"}
         if extra:
             raise WireError(f"{path}.{sorted(extra)[0]}", "unknown field")

@@ -23,7 +23,7 @@ from checks.base import (
 )
 from checks.catalogue import MetricSpec
 from checks.model import Sample
-from checks.tcp import ProbeFailure, TlsSettings, os_error_text, parse_host_port, probe_deadline, resolve
+from checks.tcp import ProbeFailure, TlsSettings, failure_result, os_error_text, parse_host_port, probe_deadline, resolve
 
 aioredis = require("redis.asyncio", "redis", "redis")
 _exc = require("redis.exceptions", "redis", "redis")
@@ -146,10 +146,8 @@ class RedisCheck(Probe[RedisConfig]):
                     Sample("redis.ping_seconds", t2 - t1, ts),
                 ]
                 res.samples += self._info_samples(info, ts)
-        except TimeoutError:
-            res.result, res.reason = TIMEOUT, f"no answer within {deadline:.3g}s while {phase}"
-        except ProbeFailure as f:
-            res.result, res.reason = f.result, f.reason
+        except (TimeoutError, ProbeFailure) as e:
+            res.result, res.reason = failure_result(e, deadline, phase)
         except _exc.AuthenticationError as e:
             res.result, res.reason = AUTH_FAILED, f"authentication failed: {e}"
         except (_exc.NoPermissionError, _exc.AuthorizationError) as e:

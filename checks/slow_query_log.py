@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import heapq
-import os
 import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from checks.base import Check, CheckConfig
+from checks.base import Check
 from checks.catalogue import MetricSpec
 from checks.config import ByteSize, ConfigError
-from checks.exception_log import Tailer
 from checks.model import APP_PERF, Event, Reading, Sample
 from checks.normalize import sql_fingerprint, sql_normalize
 from checks.sketch import Sketch
+from checks.tailing import LineGrouper, TailedFilesConfig, TailingCheck
 
 _MY_START = ("# Time:", "# User@Host:")
 _MY_QT = re.compile(r"^# Query_time:\s*(?P<qt>[\d.]+)\s+Lock_time:\s*(?P<lt>[\d.]+)(?:\s+Rows_sent:\s*(?P<rs>\d+))?(?:\s+Rows_examined:\s*(?P<re>\d+))?")
@@ -27,12 +26,12 @@ _PG = re.compile(r"duration: (?P<ms>[\d.]+) ms\s+(?:statement|execute [^:]*): (?
 _PG_TS = re.compile(r"^(?P<ts>\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)?)")
 
 
-class SlowLogGrouper:
+class SlowLogGrouper(LineGrouper):
     """Splits a slow log into entries: MySQL `# Time/# User@Host ... statement;` blocks, PostgreSQL lines
     with their tab-indented continuation lines."""
 
     def __init__(self) -> None:
-        self.lines: list[str] = []
+        super().__init__()
         self._stmt = False
 
     def feed(self, ln: str) -> str | None:
@@ -55,17 +54,8 @@ class SlowLogGrouper:
         self.lines.append(ln)
         return done
 
-    def take(self) -> str | None:
-        if not self.lines:
-            return None
-        text = "\n".join(self.lines)
-        self.lines = []
+    def _reset(self) -> None:
         self._stmt = False
-        return text
-
-    @property
-    def pending(self) -> bool:
-        return bool(self.lines)
 
 
 @dataclass(slots=True)
@@ -131,27 +121,20 @@ def parse_entry(text: str) -> SlowQuery | None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class SlowQueryLogConfig(CheckConfig):
-    #: slow-log files (globs allowed): /var/log/mysql/mariadb-slow.log, /var/log/postgresql/*.log
-    paths: list[str]
+class SlowQueryLogConfig(TailedFilesConfig):
+    """`paths`: slow-log files, e.g. /var/log/mysql/mariadb-slow.log, /var/log/postgresql/*.log."""
+
     format: Literal["auto", "mysql", "postgresql"] = "auto"
     #: tag `db` of the timings (default: mysql or postgresql by the entry's format)
     db: str = ""
     service: str = ""
     module: str = ""
-    from_beginning: bool = False
     #: slowest samples kept per fingerprint and run (statements redacted)
     slowest_samples: int = 3
     max_line_bytes: ByteSize = 1024 * 1024
-    max_read_bytes: ByteSize = 16 * 1024 * 1024
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.paths:
-            raise ValueError("paths must list at least one file or glob")
-        for i, p in enumerate(self.paths):
-            if not os.path.isabs(p):
-                raise ConfigError(f"paths[{i}]", f"must be an absolute path, got {p!r}")
         if not 0 <= self.slowest_samples <= 100:
             raise ConfigError("slowest_samples", "must be between 0 and 100")
 
@@ -165,7 +148,7 @@ class _Agg:
     rows_examined: int = 0
 
 
-class SlowQueryLogCheck(Check[SlowQueryLogConfig]):
+class SlowQueryLogCheck(TailingCheck, Check[SlowQueryLogConfig]):
     """Follows slow-query logs; per run and SQL fingerprint: an `app.perf` Event (sketch, slowest redacted samples)."""
 
     Config = SlowQueryLogConfig
@@ -176,11 +159,7 @@ class SlowQueryLogCheck(Check[SlowQueryLogConfig]):
 
     def __init__(self, config: SlowQueryLogConfig, *, state_dir: str | None = None) -> None:
         super().__init__(config, state_dir=state_dir)
-        self.tailer = Tailer(
-            list(config.paths), os.path.join(state_dir, "offsets.json") if state_dir else None,
-            from_beginning=config.from_beginning, max_read=config.max_read_bytes, max_line=config.max_line_bytes,
-            grouper=SlowLogGrouper,
-        )
+        self.tailer = self._tailer(config, state_dir, grouper=SlowLogGrouper)
 
     def _collect(self) -> list[Reading]:
         now = time.time()
@@ -223,12 +202,3 @@ class SlowQueryLogCheck(Check[SlowQueryLogConfig]):
             }
             out.append(Event(APP_PERF, now, f"{sk.count} slow x {a.statement[:200]}", tags, data))
         return out
-
-    async def run(self) -> list[Reading]:
-        import asyncio
-
-        return await asyncio.to_thread(self._collect)
-
-    async def close(self) -> None:
-        self.tailer.save()
-        self.tailer.close()

@@ -28,7 +28,7 @@ from checks.base import (
 from checks.catalogue import MetricSpec
 from checks.config import ConfigError
 from checks.model import Sample
-from checks.tcp import ProbeFailure, probe_deadline, resolve
+from checks.tcp import ProbeFailure, failure_result, probe_deadline, resolve
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 MYSQL_SCHEMES = ("mysql", "mariadb")
@@ -180,10 +180,8 @@ class SqlCheck(Probe[SqlConfig]):
                 if got != c.expect:
                     res.result = MISMATCH
                     res.reason = f"query returned {got!r}, expected {c.expect!r}" if row else f"query returned no row, expected {c.expect!r}"
-        except TimeoutError:
-            res.result, res.reason = TIMEOUT, f"no answer within {deadline:.3g}s while {phase}"
-        except ProbeFailure as f:
-            res.result, res.reason = f.result, f.reason
+        except (TimeoutError, ProbeFailure) as e:
+            res.result, res.reason = failure_result(e, deadline, phase)
         res.reason = self._scrub(res.reason)
         return res
 

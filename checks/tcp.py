@@ -75,6 +75,18 @@ def probe_deadline(config: CheckConfig) -> float:
     return max(t - min(0.25, t * 0.1), t * 0.5)
 
 
+def failure_result(e: BaseException, deadline: float, phase: str) -> tuple[str, str]:
+    """(result, reason) for the ends probes share: the deadline passing while `phase`, a ProbeFailure,
+    or (for a plain OSError) a connection error."""
+    if isinstance(e, TimeoutError):
+        return TIMEOUT, f"no answer within {deadline:.3g}s while {phase}"
+    if isinstance(e, ProbeFailure):
+        return e.result, e.reason
+    if isinstance(e, OSError):
+        return CONNECTION_FAILED, f"connection error while {phase}: {os_error_text(e)}"
+    raise TypeError(f"not a probe failure: {e!r}")
+
+
 def os_error_text(e: OSError) -> str:
     """A short reason for a socket error ("Connection refused"), without asyncio's wrapping."""
     if e.errno:
@@ -381,14 +393,12 @@ class TcpCheck(Probe[TcpConfig]):
                     phase = f"waiting for a reply matching {c.expect!r}"
                     await self._read_expect(reader, c.read_limit)
                     res.samples.append(Sample("tcp.response_seconds", time.perf_counter() - t2, ts))
-        except TimeoutError:
-            res.result, res.reason = TIMEOUT, f"no answer within {deadline:.3g}s while {phase}"
-        except ProbeFailure as f:
-            res.result, res.reason = f.result, f.reason
+        except (TimeoutError, ProbeFailure) as e:
+            res.result, res.reason = failure_result(e, deadline, phase)
         except ssl.SSLError as e:
             res.result, res.reason = TLS_ERROR, tls_reason(e)
         except OSError as e:
-            res.result, res.reason = CONNECTION_FAILED, f"connection error while {phase}: {os_error_text(e)}"
+            res.result, res.reason = failure_result(e, deadline, phase)
         finally:
             if writer is not None:
                 writer.close()

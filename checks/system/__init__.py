@@ -97,22 +97,11 @@ class Rates:
         self._seen: set[Hashable] = set()
 
     def update(self, key: Hashable, now: float, values: Sequence[int]) -> list[float] | None:
-        self._seen.add(key)
-        prev = self._prev.get(key)
-        self._prev[key] = (now, values)
-        if prev is None:
+        got = self.deltas(key, now, values)
+        if got is None:
             return None
-        t0, old = prev
-        dt = now - t0
-        if dt <= 0 or len(old) != len(values):
-            return None
-        out = []
-        for a, b in zip(old, values):
-            d = b - a
-            if d < 0:
-                return None
-            out.append(d / dt)
-        return out
+        dt, ds = got
+        return [d / dt for d in ds]
 
     def deltas(self, key: Hashable, now: float, values: Sequence[int]) -> tuple[float, list[int]] | None:
         """Like update(), but returns (dt, raw deltas) for derived values (ratios, averages)."""
