@@ -40,7 +40,7 @@ class RunningIngest:
         self.loop = asyncio.new_event_loop()
         self._stop = asyncio.Event()
         ready: asyncio.Future[Any] = self.loop.create_future()
-        cfg = ingest.Config(listen="127.0.0.1:0", interval=3600.0, service="shop")
+        cfg = ingest.Config(listen="127.0.0.1:0", interval=3600.0, exception_flush=0, service="shop")  # flush on stop only
         self.thread = threading.Thread(
             target=self.loop.run_until_complete, args=(ingest.serve(cfg, self.agent, self._stop, ready=ready),), daemon=True)
         self.thread.start()
