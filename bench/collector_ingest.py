@@ -5,6 +5,9 @@ Prints samples/s durably stored (acknowledged only after the commit) and the col
 million samples. Bodies are built before the clock starts, so the senders cost little CPU.
 
     python3 bench/collector_ingest.py [--senders 8] [--seconds 20] [--batch 1000] [--series 200] [--synchronous full]
+
+BENCH_THREADS=1 prints the collector's CPU per OS thread (main = event loop; the busiest other one is the store writer);
+INFRAWATCH_DECODE_ON_LOOP=1 (passed through to the collector) parses batches on the event loop instead.
 """
 
 from __future__ import annotations
@@ -129,7 +132,8 @@ def main() -> int:
     stored = sqlite3.connect(tmp / "data" / "store.db").execute("SELECT count(*) FROM points").fetchone()[0]
     rate = res["samples"] / res["wall"]
     cpu_per_m = res["cpu"] / (res["samples"] / 1e6) if res["samples"] else float("nan")
-    print(f"senders={args.senders} batch={args.batch} series/sender={args.series} synchronous={args.synchronous} cores={os.cpu_count()}")
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"senders={args.senders} batch={args.batch} series/sender={args.series} synchronous={args.synchronous} cores={os.cpu_count()} load={load}")
     print(f"acknowledged: {int(res['samples'])} samples in {int(res['batches'])} batches over {res['wall']:.1f}s; in store after stop: {stored}")
     extra = {k: v for k, v in res.items() if k.startswith("http_")}
     if extra:

@@ -13,8 +13,6 @@ from aiohttp import web
 
 from checks.model import Batch, WireError
 
-from collector.wire import decode as decode_batch
-
 from collector.auth import agent_names_for, bearer
 from collector.http import json_error, json_response
 from collector.writer import DUPLICATE, Overloaded
@@ -92,18 +90,20 @@ async def post_batches(request: web.Request) -> web.Response:
 
     try:
         if DECODE_ON_WRITER:
-            item = core.store.writer.submit_raw(body, decode_batch, check, version=version)
+            item = core.store.writer.submit_raw(body, None, check, version=version)
             fut = item.future
         else:
+            w = core.store.writer
             try:
-                batch = decode_batch(body)
+                batch, rows, gen = w.decode(body)
             except WireError as e:
                 return _reject(core, "schema" if e.path else "json", 400, f"invalid batch: {e}", field=e.path)
             try:
                 check(batch)
             except Refused as e:
                 return _reject(core, "auth", 403, str(e), field="agent")
-            fut = core.store.submit(batch, body, version=version)
+            w.json_rows = True
+            fut = w.submit_decoded(batch, body, rows, gen, version=version)
     except Overloaded as e:
         ra = max(1, int(e.retry_after + 0.5))
         return _reject(core, "overloaded", 503, str(e), headers={"Retry-After": str(ra)})
@@ -117,12 +117,15 @@ async def post_batches(request: web.Request) -> web.Response:
         return _reject(core, "store_error", 500, f"could not store the batch: {type(e).__name__}: {e}")
     if DECODE_ON_WRITER:
         batch = item.batch  # type: ignore[assignment]
+        ns, ne = item.samples, item.events
+    else:
+        ns, ne = len(rows) if rows is not None else len(batch.samples), len(batch.events)
     if res == DUPLICATE:
         st.duplicates += 1
         return json_response({"status": "duplicate", "batch_id": batch.batch_id})
     st.batches += 1
-    st.samples += len(batch.samples)
-    st.events += len(batch.events)
+    st.samples += ns
+    st.events += ne
     if core.extensions:
         core.spawn_after_commit(batch)
-    return json_response({"status": "stored", "batch_id": batch.batch_id, "samples": len(batch.samples), "events": len(batch.events)})
+    return json_response({"status": "stored", "batch_id": batch.batch_id, "samples": ns, "events": ne})

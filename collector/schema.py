@@ -24,6 +24,9 @@ CREATE TABLE IF NOT EXISTS points(
     value REAL NOT NULL,
     PRIMARY KEY(series_id, ts)
 ) WITHOUT ROWID;
+-- write buffer under load: batches append here (a few pages per batch instead of one leaf per series),
+-- the writer moves the rows into points in large sorted chunks (collector/writer.py, docs/store.md)
+CREATE TABLE IF NOT EXISTS points_inbox(series_id INTEGER NOT NULL, ts INTEGER NOT NULL, value REAL NOT NULL);
 -- rollups; ts = bucket start in integer seconds; last_ts in milliseconds
 CREATE TABLE IF NOT EXISTS rollup_1m(
     series_id INTEGER NOT NULL, ts INTEGER NOT NULL,
@@ -80,6 +83,26 @@ def connect(path: str | Path, *, synchronous: str = "full", readonly: bool = Fal
 def migrate(conn: sqlite3.Connection) -> None:
     conn.executescript(SCHEMA)
     conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+
+MERGE_INBOX = (
+    "INSERT OR REPLACE INTO points(series_id, ts, value) "
+    "SELECT series_id, ts, value FROM points_inbox ORDER BY series_id, ts, rowid"  # arrival order: the later wins
+)
+
+
+MARK_INBOX_DIRTY = (
+    "INSERT INTO dirty(series_id, lo, hi) SELECT series_id, min(ts), max(ts) FROM points_inbox WHERE true GROUP BY series_id "
+    "ON CONFLICT(series_id) DO UPDATE SET lo = min(lo, excluded.lo), hi = max(hi, excluded.hi)"
+)
+
+
+def merge_inbox(conn: sqlite3.Connection) -> int:
+    """Move buffered rows into points (and mark their ranges dirty) inside the caller's transaction."""
+    conn.execute(MARK_INBOX_DIRTY)
+    n = conn.execute(MERGE_INBOX).rowcount
+    conn.execute("DELETE FROM points_inbox")
+    return int(n)
 
 
 def used_bytes(conn: sqlite3.Connection) -> int:

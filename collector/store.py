@@ -130,6 +130,9 @@ def backup_file(src_path: str | Path, dest: str | Path) -> str:
         dst = sqlite3.connect(str(tmp))
         try:
             src.backup(dst)  # pages=-1: the whole database in one step from one read snapshot
+            if dst.execute("SELECT 1 FROM sqlite_master WHERE name = 'points_inbox'").fetchone():
+                schema.merge_inbox(dst)  # rows the writer had buffered: the copy holds them in points
+                dst.commit()
             dst.execute("PRAGMA journal_mode=DELETE")
             ok = dst.execute("PRAGMA integrity_check").fetchone()[0]
             if ok != "ok":
