@@ -206,14 +206,21 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event, *, systemd: bool = Fa
     await agent.run(stop, systemd=systemd)
 
 
-async def run_once(cfg: AgentConfig) -> list[Reading]:
+async def run_once(cfg: AgentConfig, *, rate_wait: float = 1.0) -> list[Reading]:
     """Run every enabled check once, concurrently, each under its timeout; readings tagged as the agent would.
 
+    Checks that emit rates (per-second values from counter deltas) need two runs: they are run a second
+    time after `rate_wait` seconds and their second readings are returned (0 disables that).
     An error or timeout becomes a `check.error` Event. Checks get no state dir (state stays in memory).
     """
     checks = make_checks(cfg, with_state=False)
     try:
-        results = await asyncio.gather(*(run_check(c) for c in checks))
+        results = list(await asyncio.gather(*(run_check(c) for c in checks)))
+        again = [i for i, c in enumerate(checks) if rate_wait > 0 and any(m.kind == "rate" for m in c.METRICS)]
+        if again:
+            await asyncio.sleep(rate_wait)
+            for i, res in zip(again, await asyncio.gather(*(run_check(checks[i]) for i in again))):
+                results[i] = res
     finally:
         await close_checks(checks)
     out: list[Reading] = []

@@ -25,7 +25,7 @@ class ApiError(Exception):
 
 def add_connection_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--url", default=None, metavar="URL", help=f"collector URL (default $INFRAWATCH_URL or {DEFAULT_URL})")
-    p.add_argument("--token", default=None, metavar="TOKEN", help="API token (default $INFRAWATCH_TOKEN); changes need a write token")
+    p.add_argument("--token", default=None, metavar="TOKEN", help="API token (default $INFRAWATCH_TOKEN); changes need an admin token (collector admin_tokens)")
     p.add_argument("--timeout", default=10.0, type=float, metavar="SECONDS", help="request timeout (default 10)")
     p.add_argument("--json", action="store_true", help="print the API's JSON answer")
 
@@ -57,7 +57,11 @@ class Client:
                 msg = json.loads(raw).get("error") or raw.decode("utf-8", "replace")
             except (ValueError, AttributeError):
                 msg = raw.decode("utf-8", "replace").strip()
-            hint = " (is the token a write token?)" if e.code in (401, 403) else ""
+            if e.code in (401, 403):
+                hint = (" (no token given: --token or $INFRAWATCH_TOKEN)" if not self.token
+                        else " (changes need a token from the collector's admin_tokens)" if method != "GET" else "")
+            else:
+                hint = ""
             raise ApiError(f"HTTP {e.code}: {msg}{hint}", e.code) from None
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)

@@ -12,6 +12,8 @@ HELP = "run every check in an agent config once and print the readings (one JSON
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE", help="agent config file (YAML); its checks are run once")
     p.add_argument("--only", metavar="NAME", action="append", help="run only the check(s) with this name or type")
+    p.add_argument("--rate-wait", metavar="SECONDS", type=float, default=1.0,
+                   help="checks emitting rates (counter deltas) run a second time after this long (default 1; 0: run once)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         if not cfg.checks:
             print(f"infrawatch check: no check named or typed {', '.join(sorted(wanted))} in {args.file}", file=sys.stderr)
             return 2
-    readings = asyncio.run(run_once(cfg))
+    readings = asyncio.run(run_once(cfg, rate_wait=max(0.0, args.rate_wait)))
     failed = 0
     out = sys.stdout
     for r in readings:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.buffer import Buffer
-from agent.shipper import CONFIG, OK, REJECT, RETRY, Shipper, build_body, parse_retry_after
+from agent.shipper import CONFIG, RETRY, Shipper, build_body, parse_retry_after
 from checks.model import Event, Sample, decode_batch
 from tests.agent.conftest import StubCollector, make_config, wait_until
 from tests.servers.net import free_port
@@ -159,10 +159,6 @@ def test_retry_after_parsing() -> None:
     from email.utils import formatdate
 
     assert parse_retry_after(formatdate(now + 120, usegmt=True), now=now) == pytest.approx(120, abs=1)
-
-
-def test_outcome_kinds_exist() -> None:
-    assert {OK, RETRY, CONFIG, REJECT} == {"ok", "retry", "config", "reject"}
 
 
 async def test_https_with_ca_file_and_tls_verify(tmp_path: Path) -> None:

@@ -228,12 +228,8 @@ def data_run(victoriametrics: Any) -> Any:
     """
     from tests.grafana import datarun
 
-    if importlib.util.find_spec("collector.app") is not None:
-        run = asyncio.run(datarun.agent_collector_sink(victoriametrics.url))
-    elif importlib.util.find_spec("agent.main") is not None:  # no collector yet: an endpoint hands batches to the sink
-        run = asyncio.run(datarun.agent_to_sink(victoriametrics.url))
-    else:  # neither: the checks feed the sink directly
-        run = asyncio.run(datarun.checks_to_sink(victoriametrics.url))
+    run = asyncio.run(datarun.agent_collector_sink(victoriametrics.url))
+    assert run.store, "the data run must go through the real collector (its store holds nothing)"
     victoriametrics.force_flush()
     time.sleep(2.0)  # query (end = now - 1 s) at least 1 s after the last write
     return run
@@ -357,11 +353,7 @@ def test_victoriametrics_holds_exactly_what_the_store_holds(victoriametrics: Any
     sel = ",".join(f'{k}="{_promql_escape(val)}"' for k, val in sorted({**dict(tags), "host": host}.items()) if val != "")
     (q,) = vm.query(f"{series_name(metric)}{{{sel}}}", at=ts / 1000 + 0.1)  # +0.1 s: a store 1 ms behind (see below)
     assert math.isclose(float(q["value"][1]), v, rel_tol=1e-11, abs_tol=1e-300)
-    if truncated:
-        pytest.xfail(
-            f"{truncated} of {total} store timestamps are 1 ms behind VictoriaMetrics: collector/writer.py truncates "
-            "(int(s.ts * 1000)) where the sink rounds (round(s.ts * 1000)); request sent to round in the store"
-        )
+    assert not truncated, f"{truncated} of {total} store timestamps differ from VictoriaMetrics by 1 ms (store and sink must both round)"
 
 
 def _promql_escape(v: str) -> str:
@@ -374,10 +366,6 @@ def test_exception_counts_carry_the_agents_host(victoriametrics: Any, data_run: 
         pytest.skip(f"no collector in this data run ({data_run.mode})")
     hosts = {h for m, h, _ in data_run.store if m == "app.exceptions.count"}
     assert hosts, "the collector stored no app.exceptions.count"
-    if data_run.host not in hosts:
-        pytest.xfail(
-            f"collector/exceptions.py emits app.exceptions.count under the collector's host {sorted(hosts)}, not the "
-            f"agent's ({data_run.host}): the Applications dashboard's host filter then finds nothing (request sent)"
-        )
+    assert data_run.host in hosts, f"app.exceptions.count stored under {sorted(hosts)}, not the agent's host {data_run.host}"
     got = vm_series = victoriametrics.series(f'app_exceptions_count{{host="{data_run.host}"}}', start=data_run.start - 60)
     assert {s["module"] for s in vm_series} == {"payment", "order"}, got
