@@ -1,0 +1,1 @@
+"""Alerting: rules over recent data, alert state, routing, silences, acknowledgement, escalation, notifiers (see alerting/service.py)."""
