@@ -10,6 +10,7 @@ import zlib
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from checks.model import Batch, WireError
 
@@ -68,6 +69,8 @@ async def post_batches(request: web.Request) -> web.Response:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return _reject(core, "too_large", 413, f"body exceeds max_body_bytes ({limit})", max_body_bytes=limit)
+    except RequestPayloadError as e:  # e.g. Content-Encoding: gzip on a body that is not gzip (aiohttp inflates it)
+        return _reject(core, "bad_encoding", 400, f"cannot read the body: {str(e).replace(chr(10), ' ').strip()}")
     st.bytes += len(body)
     enc = request.headers.get("Content-Encoding", "").strip().lower()
     if enc == "gzip" and body[:2] == b"\x1f\x8b":  # aiohttp normally inflates gzip bodies itself (within client_max_size)
