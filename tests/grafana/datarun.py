@@ -1,4 +1,4 @@
-"""A real data run for the dashboard test: a real agent (system, ping, http, tcp checks, app timings) → InfluxDB sink → VictoriaMetrics."""
+"""A real data run for the dashboard test: a real agent (system, ping, http, tcp checks, app timings) → a real collector → its InfluxDB sink → VictoriaMetrics."""
 
 from __future__ import annotations
 
@@ -12,9 +12,6 @@ from typing import Any
 
 from aiohttp import web
 
-from checks import build_check
-from checks.config import from_dict
-from checks.model import Batch, Sample, new_batch_id
 from collector.sinks.base import SinkContext
 from collector.sinks.influxdb import InfluxDBSink
 from tests.servers.net import free_port
@@ -76,156 +73,6 @@ async def _serve(app: web.Application, port: int, ssl_context: Any = None) -> we
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context).start()
     return runner
-
-
-async def checks_to_sink(vm_url: str, rounds: int = 2) -> DataRun:
-    """No agent/collector processes: the real check classes run here and their samples go through the sink.
-
-    This is what the collector does with an agent's batches, minus the agent's buffer and the network hop.
-    """
-    host = f"iw-grafana-{uuid.uuid4().hex[:6]}"
-    start = time.time()
-
-    async def ok(_: web.Request) -> web.Response:
-        return web.Response(text="hello from infrawatch test")
-
-    async def fail(_: web.Request) -> web.Response:
-        return web.Response(status=500, text="broken on purpose")
-
-    app = web.Application()
-    app.router.add_get("/", ok)
-    app.router.add_get("/fail", fail)
-    readings: list[Any] = []
-    with tempfile.TemporaryDirectory(prefix="iw-grafana-") as tmp:
-        tls = make_ca_files(Path(tmp) / "tls")
-        http_port, https_port = free_port(), free_port()
-        runners = [await _serve(app, http_port), await _serve(app, https_port, tls.server_context())]
-        try:
-            checks = [build_check(raw, f"checks[{i}]") for i, raw in enumerate(check_configs(http_port, https_port, tls.ca_file))]
-            for r in range(rounds):  # rates need two runs (the first run emits none)
-                if r:
-                    await asyncio.sleep(1.0)
-                results = await asyncio.gather(*(c.run() for c in checks))
-                for res in results:
-                    readings.extend(res)
-            for c in checks:
-                await c.close()
-        finally:
-            for runner in runners:
-                await runner.cleanup()
-
-        readings.extend(app_readings())
-        samples = [r for r in readings if isinstance(r, Sample)]
-        self_metrics: list[Sample] = []
-        ctx = SinkContext(tmp, lambda n, v, t=None: self_metrics.append(Sample(n, float(v), time.time(), dict(t or {}))))
-        sink = InfluxDBSink(from_dict(InfluxDBSink.Config, {"url": vm_url, "batch_size": 500}), ctx)
-        try:
-            # the agent's batch: `host` comes from the batch's agent name (the sink's host_tag mapping)
-            await sink.send([Batch(new_batch_id(), host, time.time(), samples)])
-            produced = {s.name for s in samples}
-            # the collector records its self-metrics (emit_metric) and ships them like any other series
-            for _ in range(3):
-                batch_metrics, self_metrics[:] = list(self_metrics), []
-                await asyncio.sleep(0.5)
-                await sink.send([Batch(new_batch_id(), "collector", time.time(), batch_metrics)])
-                produced |= {s.name for s in batch_metrics}
-        finally:
-            await sink.close()
-    return DataRun(host, start, time.time(), "checks→sink", produced)
-
-
-async def agent_to_sink(vm_url: str, seconds: float = 3.5) -> DataRun:
-    """A real agent (scheduler, disk buffer, shipper, self-metrics) ships to a collector endpoint that hands
-    every batch to the InfluxDB sink.
-
-    The endpoint is a stand-in for the collector's ingest (collector/app.py does not exist yet): it
-    decodes and validates the agent's batch with the wire model (checks.model.decode_batch), sends it
-    through the sink and acknowledges only after the sink accepted it (503 otherwise, so the agent
-    retries). When the collector's SinkRunner exists, the batches go through it, as in the collector.
-    """
-    from agent.config import parse_agent_config
-    from agent.main import Agent
-    from checks.model import decode_batch
-
-    host = f"iw-grafana-{uuid.uuid4().hex[:6]}"
-    start = time.time()
-
-    async def ok(_: web.Request) -> web.Response:
-        return web.Response(text="hello from infrawatch test")
-
-    async def fail(_: web.Request) -> web.Response:
-        return web.Response(status=500, text="broken on purpose")
-
-    produced: set[str] = set()
-    self_metrics: list[Sample] = []
-    with tempfile.TemporaryDirectory(prefix="iw-grafana-") as tmp:
-        ctx = SinkContext(tmp, lambda n, v, t=None: self_metrics.append(Sample(n, float(v), time.time(), dict(t or {}))))
-        sink = InfluxDBSink(from_dict(InfluxDBSink.Config, {"url": vm_url, "batch_size": 500}), ctx)
-        runner = _sink_runner(sink, tmp, ctx)
-        if runner is not None:
-            await runner.start()
-
-        async def deliver(batch: Batch) -> None:
-            if runner is not None:
-                runner.enqueue(batch)
-            else:
-                await sink.send([batch])
-
-        async def ingest(request: web.Request) -> web.Response:
-            batch = decode_batch(await request.read())  # aiohttp has already undone the agent's gzip
-            produced.update(s.name for s in batch.samples)
-            try:
-                await deliver(batch)
-            except Exception as e:  # SinkError: the agent keeps the batch and retries
-                return web.Response(status=503, text=str(e))
-            return web.json_response({"accepted": batch.batch_id})
-
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_get("/", ok)
-        app.router.add_get("/fail", fail)
-        collector = web.Application(client_max_size=64 * 1024 * 1024)
-        collector.router.add_post("/api/v1/batches", ingest)
-        tls = make_ca_files(Path(tmp) / "tls")
-        http_port, https_port, collector_port = free_port(), free_port(), free_port()
-        runners = [
-            await _serve(app, http_port), await _serve(app, https_port, tls.server_context()), await _serve(collector, collector_port)
-        ]
-        try:
-            checks = [dict(c, interval=1.0) for c in check_configs(http_port, https_port, tls.ca_file)]
-            cfg = parse_agent_config({
-                "collector": {"url": f"http://127.0.0.1:{collector_port}"},
-                "host": host,
-                "state_dir": str(Path(tmp) / "agent"),
-                "ship": {"flush_interval": 0.3, "backoff_initial": 0.2, "backoff_max": 1.0},
-                "self_metrics_interval": 0.5,
-                "checks": checks,
-            })
-            agent = Agent(cfg)
-            stop = asyncio.Event()
-            task = asyncio.create_task(agent.run(stop))
-            await asyncio.sleep(0.2)
-            agent.submit(app_readings(), source="sdk")  # what the application SDK hands the agent's local ingest
-            await asyncio.sleep(seconds)
-            stop.set()
-            await task
-            # the collector's own self-metrics (sink counters), shipped like any other series
-            for _ in range(2):
-                await asyncio.sleep(0.3)
-                batch_metrics, self_metrics[:] = list(self_metrics), []
-                if runner is not None:
-                    await runner.flush(timeout=10)
-                    batch_metrics += self_metrics
-                    self_metrics[:] = []
-                if batch_metrics:
-                    await sink.send([Batch(new_batch_id(), "collector", time.time(), batch_metrics)])
-                    produced |= {s.name for s in batch_metrics}
-        finally:
-            for r in runners:
-                await r.cleanup()
-            if runner is not None:
-                await runner.stop(timeout=5)
-            await sink.close()
-    return DataRun(host, start, time.time(), "agent→collector endpoint→sink", produced)
 
 
 def _sink_runner(sink: InfluxDBSink, tmp: str, ctx: SinkContext) -> Any:
