@@ -163,9 +163,10 @@ class CollectorConfig:
 
     @classmethod
     def default(cls, *, data_dir: str, listen: str = DEFAULT_LISTEN, local_token: str) -> "CollectorConfig":
-        """The `infrawatch up` collector: one token for any agent, read endpoints open on loopback."""
+        """The `infrawatch up` collector: one token for any agent, read endpoints open on loopback, and
+        alerting with the default rule set (alerts visible in the API and console; no receivers)."""
         cfg = cls(listen=listen, data_dir=data_dir, agents=[AgentToken("*", local_token)])
-        cfg.extensions = _extensions({}, None, None)
+        cfg.extensions = _extensions({"alerting": {}}, None, None)
         return cfg
 
     def for_up(self, *, data_dir: str, listen: str, local_token: str) -> "CollectorConfig":

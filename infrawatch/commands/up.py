@@ -76,6 +76,13 @@ def run(args: argparse.Namespace) -> int:
     from agent.main import run_agent
     from collector.main import run_collector
 
+    import logging
+
+    # the banner below is the first thing `up` prints: extensions' start-up lines wait until after it
+    quiet = [logging.getLogger(n) for n in ("alerting",)]
+    for lg in quiet:
+        lg.setLevel(logging.WARNING)
+
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -92,11 +99,14 @@ def run(args: argparse.Namespace) -> int:
             print(
                 f"infrawatch is up.\n"
                 f"  collector API : {url}/api/v1/hosts   (also /api/v1/series, /api/v1/query?metric=system.cpu.usage_percent)\n"
+                f"  console       : {url}/ui/\n"
                 f"  health        : {url}/healthz\n"
                 f"  data          : {data_dir}\n"
                 f"Press Ctrl-C to stop.",
                 flush=True,
             )
+            for lg in quiet:
+                lg.setLevel(logging.NOTSET)
             tg.create_task(run_agent(acfg, stop))
 
     try:
