@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import email.utils
 import gzip
 import http.client
 import logging
@@ -25,6 +24,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from checks.model import Batch, Event, Sample, encode_batch
+from checks.runtime.retry import parse_retry_after
 
 from agent.buffer import Buffer, Pending
 from agent.config import AgentConfig, CollectorTarget
@@ -78,22 +78,6 @@ class ShipStats:
     failures: Counter[str] = field(default_factory=Counter)
     consecutive_failures: int = 0
     last_success: float | None = None
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Retry-After as seconds from now: delta-seconds or an HTTP date. None when absent or unparsable."""
-    if not value:
-        return None
-    v = value.strip()
-    if v.isdigit():
-        return float(v)
-    try:
-        dt = email.utils.parsedate_to_datetime(v)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if dt is None:
-        return None
-    return max(0.0, dt.timestamp() - (time.time() if now is None else now))
 
 
 def classify(ans: HttpAnswer) -> Outcome:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -13,6 +11,7 @@ import orjson
 
 from alerting.notifiers.status import http_retryable, vendor_retryable
 from checks.config import ConfigError, Duration
+from checks.runtime.retry import parse_retry_after
 
 if TYPE_CHECKING:
     from alerting.render import Renderer
@@ -189,21 +188,6 @@ class Notifier:
     def vendor_error(self, vendor: str, code: int, message: str) -> NotifyError:
         retryable = vendor_retryable(vendor, code)
         return NotifyError(f"{vendor} error {code}: {message}", retryable=retryable, code=code, retry_after=60.0 if retryable else None)
-
-
-def parse_retry_after(v: str | None) -> float | None:
-    if not v:
-        return None
-    v = v.strip()
-    try:
-        return max(0.0, float(v))
-    except ValueError:
-        pass
-    try:
-        dt = email.utils.parsedate_to_datetime(v)
-        return max(0.0, dt.timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 def redact_url(url: str) -> str:

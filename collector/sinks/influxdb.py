@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import gzip
 import logging
 import time
@@ -14,6 +13,7 @@ from urllib.parse import urlsplit
 from checks.catalogue import MetricSpec, register_metrics
 from checks.config import Duration
 from checks.model import Batch
+from checks.runtime.retry import parse_retry_after
 from collector.sinks.base import SinkContext, SinkError
 from collector.sinks.lineproto import EncodeStats, LineEncoder, Mapping
 
@@ -43,22 +43,6 @@ _RETRYABLE_STATUS = {401, 403, 404, 408, 425, 429, 500, 502, 503, 504}
 
 def is_retryable_status(status: int) -> bool:
     return status in _RETRYABLE_STATUS or status >= 500
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Retry-After as seconds: either delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        dt = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, dt.timestamp() - time.time())
 
 
 @dataclass(frozen=True, kw_only=True)
