@@ -8,8 +8,6 @@ from typing import Any
 
 HELP = "configuration tools: `config validate FILE [--kind agent|collector|rules]`"
 
-AGENT_KEYS = {"collector", "checks", "host", "state_dir", "buffer", "ship", "local_ingest", "self_metrics_interval"}
-COLLECTOR_KEYS = {"listen", "data_dir", "agents", "read_tokens", "store", "sinks", "alerting", "exceptions", "public_url"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,12 +17,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     v.add_argument("--kind", choices=("auto", "agent", "collector", "rules"), default="auto")
 
 
+def config_keys() -> tuple[set[str], set[str]]:
+    """Top-level keys of an agent config, and those only a collector config has (from the config classes)."""
+    from dataclasses import fields
+
+    from agent.config import AgentConfig
+    from collector.config import CollectorConfig
+    from collector.extension import EXTENSIONS
+
+    agent = {f.name for f in fields(AgentConfig)} - {"source"}
+    collector = ({f.name for f in fields(CollectorConfig)} | set(EXTENSIONS)) - {"extensions", "config_file"} - agent
+    return agent, collector
+
+
 def detect_kind(data: Any) -> str:
     if isinstance(data, dict):
         keys = set(data)
-        if "rules" in keys and not keys & (AGENT_KEYS | COLLECTOR_KEYS):
+        agent_keys, collector_keys = config_keys()
+        if "rules" in keys and not keys & (agent_keys | collector_keys):
             return "rules"
-        if keys & COLLECTOR_KEYS and not keys & {"checks", "collector"}:
+        if keys & collector_keys and not keys & {"checks", "collector"}:
             return "collector"
     return "agent"
 
