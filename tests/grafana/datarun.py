@@ -25,7 +25,7 @@ class DataRun:
     host: str
     start: float
     end: float
-    #: how the data got there, for xfail reasons
+    #: how the data got there (named in failure messages)
     mode: str
     #: infrawatch metric names this run produced
     produced: set[str] = field(default_factory=set)

@@ -1,8 +1,7 @@
 """Grafana: dashboards are valid JSON models, and every panel query returns data from a real VictoriaMetrics.
 
 The panels are discovered from the shipped JSON files (rows and collapsed rows included), so a panel
-added later is tested without touching this file. Panels whose metrics nothing produces yet are
-xfailed with the reason (which metric, which issue); everything else must return data.
+added later is tested without touching this file, and every panel must return data.
 """
 
 from __future__ import annotations
@@ -40,10 +39,6 @@ REQUIRED = {"overview", "host", "network", "services", "applications", "performa
 DS_REF = {"type": "prometheus", "uid": "${datasource}"}
 DS_UID = "infrawatch-victoriametrics"
 BUILTINS = {"__interval": "5s", "__rate_interval": "1m", "__range": "15m", "__interval_ms": "5000", "__range_s": "900"}
-
-#: metrics the dashboards show that nothing emits yet: name → why (a panel needing them is xfailed while
-#: they are missing; once the metric is in the catalogue this entry no longer excuses anything)
-PENDING: dict[str, str] = {}
 
 MAPPING = Mapping()
 
@@ -104,13 +99,11 @@ def catalogue_series() -> dict[str, str]:
 
 
 def metrics_of(sel_name: str, cat: dict[str, str]) -> set[str]:
-    """The catalogue/pending infrawatch metrics a selector's name (or __name__ regex) stands for."""
-    pending = {series_name(n): n for n in PENDING}
-    known = {**pending, **cat}
+    """The catalogued infrawatch metrics a selector's name (or __name__ regex) stands for."""
     if sel_name.startswith("re:"):
         rx = re.compile(sel_name[3:])
-        return {m for s, m in known.items() if rx.fullmatch(s)}
-    return {known[sel_name]} if sel_name in known else set()
+        return {m for s, m in cat.items() if rx.fullmatch(s)}
+    return {cat[sel_name]} if sel_name in cat else set()
 
 
 # ---------------------------------------------------------------------------------------- static validity
@@ -177,7 +170,7 @@ def test_host_dashboard_has_a_host_variable() -> None:
             assert 'host="$host"' in t["expr"], f"{p['title']!r} ignores $host: {t['expr']}"
 
 
-def test_every_series_on_a_dashboard_is_catalogued_or_pending() -> None:
+def test_every_series_on_a_dashboard_is_catalogued() -> None:
     cat = catalogue_series()
     unknown = []
     for f in DASHBOARD_FILES:
@@ -188,10 +181,7 @@ def test_every_series_on_a_dashboard_is_catalogued_or_pending() -> None:
                 for sel, name in selectors(_substitute(t["expr"], vars_ | BUILTINS)):
                     if not metrics_of(name, cat):
                         unknown.append(f"{f.name} {p['title']!r}: {sel}")
-    assert not unknown, "series no check or collector declares (typo, or add it to PENDING with the issue):\n" + "\n".join(unknown)
-    stale = sorted(n for n in PENDING if n in set(cat.values()))
-    if stale:
-        pytest.fail(f"now in the catalogue, remove from PENDING (their panels must return data now): {stale}")
+    assert not unknown, "series no check or collector declares (a typo?):\n" + "\n".join(unknown)
 
 
 def test_provisioning_files() -> None:
@@ -223,8 +213,7 @@ def _substitute(expr: str, values: dict[str, str]) -> str:
 def data_run(victoriametrics: Any) -> Any:
     """Produce real data in VictoriaMetrics once for every panel test.
 
-    A real agent ships to a real collector whose influxdb sink writes to VictoriaMetrics (falling back to
-    simpler paths while the agent or the collector are missing from the tree; see tests/grafana/datarun.py).
+    A real agent ships to a real collector whose influxdb sink writes to VictoriaMetrics (tests/grafana/datarun.py).
     """
     from tests.grafana import datarun
 
@@ -259,22 +248,6 @@ def _resolve_variables(vm: Any, d: dict[str, Any], run: Any) -> dict[str, str]:
     return values
 
 
-def _pending_reason(missing: set[str], run: Any) -> str | None:
-    """Why `missing` metrics are not produced yet, or None when they should have been (a real failure)."""
-    reasons = []
-    for metric in sorted(missing):
-        if metric in PENDING and metric not in all_metrics():
-            reasons.append(f"{metric}: {PENDING[metric]}")
-        elif metric.startswith("agent.") and run.mode == "checks→sink":
-            reasons.append(
-                f"{metric}: agent self-metrics need a running agent; collector/app.py does not exist yet, so this run "
-                "fed the checks' output straight into the sink"
-            )
-        else:
-            return None
-    return "; ".join(reasons)
-
-
 @pytest.mark.parametrize(("file", "panel_id", "title"), PANELS, ids=[f"{f[:-5]}-{i}-{t}" for f, i, t in PANELS])
 def test_panel_returns_data(victoriametrics: Any, data_run: Any, file: str, panel_id: int, title: str) -> None:
     vm = victoriametrics
@@ -300,16 +273,12 @@ def test_panel_returns_data(victoriametrics: Any, data_run: Any, file: str, pane
             empty_targets.append(f"{t['refId']}: {expr}")
     if not empty_selectors and not empty_targets:
         return
-    missing = set().union(*empty_selectors.values()) if empty_selectors else set()
-    reason = _pending_reason(missing, data_run) if missing and all(empty_selectors.values()) else None
     detail = (
         f"{file} panel {panel_id} {title!r}: "
         + (f"selectors without series: {sorted(empty_selectors)}; " if empty_selectors else "")
         + (f"queries without data: {empty_targets}" if empty_targets else "")
         + f" (data run: {data_run.mode}, host {data_run.host})"
     )
-    if reason:
-        pytest.xfail(f"no data yet — {reason}")
     pytest.fail(detail)
 
 
@@ -318,8 +287,6 @@ def test_panel_returns_data(victoriametrics: Any, data_run: Any, file: str, pane
 
 def test_victoriametrics_holds_exactly_what_the_store_holds(victoriametrics: Any, data_run: Any) -> None:
     """Every point of the run in the collector's embedded store is in VictoriaMetrics with the same time and value."""
-    if not data_run.store:
-        pytest.skip(f"no collector in this data run ({data_run.mode})")
     vm = victoriametrics
     exported: dict[tuple[str, tuple[tuple[str, str], ...]], dict[int, float]] = {}
     for h in sorted({h for _, h, _ in data_run.store}):
@@ -362,8 +329,6 @@ def _promql_escape(v: str) -> str:
 
 def test_exception_counts_carry_the_agents_host(victoriametrics: Any, data_run: Any) -> None:
     """The Applications dashboard filters by `host`: app.exceptions.count must be tagged with the agent's host."""
-    if not data_run.store:
-        pytest.skip(f"no collector in this data run ({data_run.mode})")
     hosts = {h for m, h, _ in data_run.store if m == "app.exceptions.count"}
     assert hosts, "the collector stored no app.exceptions.count"
     assert data_run.host in hosts, f"app.exceptions.count stored under {sorted(hosts)}, not the agent's host {data_run.host}"
